@@ -1,0 +1,36 @@
+"""Prompt-CAM for transformers: interpretable fine-grained classification with frozen Vision Transformers.
+
+Importing the package registers `PromptCamConfig` / `PromptCamForImageClassification` with the Auto classes, so
+folders saved by this package load with `AutoModel*.from_pretrained(...)` and `pipeline(...)` without
+`trust_remote_code`. Saved folders also carry the model code for users who only have the Hub.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+
+from .configuration_promptcam import SUPPORTED_BACKBONE_TYPES, PromptCamConfig
+from .modeling_promptcam import (
+    PromptCamForImageClassification,
+    PromptCamImageClassifierOutput,
+    PromptCamPreTrainedModel,
+    PromptCamPromptHead,
+    promptcam_image_processor,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(PromptCamConfig.model_type, PromptCamConfig, exist_ok=True)
+AutoModel.register(PromptCamConfig, PromptCamForImageClassification, exist_ok=True)
+AutoModelForImageClassification.register(PromptCamConfig, PromptCamForImageClassification, exist_ok=True)
+# saved folders carry the code and an auto_map, for loading with trust_remote_code where the package is absent
+PromptCamConfig.register_for_auto_class()
+PromptCamForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+
+__all__ = [
+    "SUPPORTED_BACKBONE_TYPES",
+    "PromptCamConfig",
+    "PromptCamForImageClassification",
+    "PromptCamImageClassifierOutput",
+    "PromptCamPreTrainedModel",
+    "PromptCamPromptHead",
+    "promptcam_image_processor",
+]

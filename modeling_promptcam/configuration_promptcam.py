@@ -1,0 +1,131 @@
+"""Prompt-CAM configuration."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PreTrainedConfig
+
+# Backbone families the Prompt-CAM forward pass knows how to drive (see `modeling_promptcam.BACKBONE_ADAPTERS`).
+SUPPORTED_BACKBONE_TYPES = ("vit", "dinov2", "dinov2_with_registers")
+PROMPT_MODES = ("deep", "shallow")
+
+
+class PromptCamConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`PromptCamForImageClassification`]: a frozen Vision Transformer backbone with one learned
+    prompt per class and a shared scoring vector (Prompt-CAM, Chowdhury et al., CVPR 2025).
+
+    Args:
+        backbone_config (`PreTrainedConfig` or `dict`, *optional*):
+            Configuration of the frozen backbone: a `ViTConfig` (DINO, ViT), `Dinov2Config` or
+            `Dinov2WithRegistersConfig`, as an object or as its dict (with `model_type`). Defaults to a
+            `Dinov2Config()` (ViT-B/14 shape).
+        prompt_mode (`str`, *optional*, defaults to `"deep"`):
+            `"deep"` (the paper's main variant): every layer gets its own C prompts, whose outputs are dropped after
+            the layer; the last layer's C prompts are the class prompts that are scored. `"shallow"`: C class prompts
+            enter the first layer and are carried through all layers.
+        prompt_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout on the prompt embeddings while training (one mask per batch, as the official code). The paper's
+            recipe uses 0.1 for DINO and 0.0 for DINOv2.
+        drop_path_rate (`float`, *optional*, defaults to 0.0):
+            Stochastic depth applied by Prompt-CAM's forward to the residual branches of every backbone layer while
+            training (the paper's recipe: 0.1 for DINO, 0.0 for DINOv2). The backbone config's own `drop_path_rate`
+            must stay 0 so that there is one setting only.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the truncated normal initialiser of the shared scoring head.
+        num_labels, id2label, label2id:
+            The classes; one prompt is learned per class. At least 2.
+
+    Example:
+
+    ```python
+    >>> from transformers import AutoConfig
+    >>> from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification
+
+    >>> config = PromptCamConfig(backbone_config={"model_type": "dinov2"}, num_labels=200)
+    >>> model = PromptCamForImageClassification(config)
+    ```
+    """
+
+    model_type = "prompt_cam"
+    sub_configs = {"backbone_config": AutoConfig}
+
+    def __init__(
+        self,
+        backbone_config: PreTrainedConfig | dict | None = None,
+        prompt_mode: str = "deep",
+        prompt_dropout: float = 0.0,
+        drop_path_rate: float = 0.0,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        self.backbone_config = _resolve_backbone_config(backbone_config)
+        self.prompt_mode = prompt_mode
+        self.prompt_dropout = prompt_dropout
+        self.drop_path_rate = drop_path_rate
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+        self._validate_promptcam()
+
+    def _validate_promptcam(self) -> None:
+        if self.prompt_mode not in PROMPT_MODES:
+            raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {self.prompt_mode!r}.")
+        for name in ("prompt_dropout", "drop_path_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
+        if not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
+            raise ValueError(f"initializer_range must be a positive number, got {self.initializer_range!r}.")
+        if self.num_labels is None or self.num_labels < 2:
+            raise ValueError(
+                f"Prompt-CAM learns one prompt per class and needs at least 2 classes, got num_labels={self.num_labels}. "
+                "Pass num_labels=... or id2label={0: 'name', ...}."
+            )
+        if self.label2id is not None and len(self.label2id) != self.num_labels:
+            raise ValueError(
+                f"label2id has {len(self.label2id)} entries but there are {self.num_labels} classes (id2label); "
+                "give both maps for the same classes."
+            )
+        backbone_drop_path = getattr(self.backbone_config, "drop_path_rate", 0.0) or 0.0
+        if backbone_drop_path:
+            raise ValueError(
+                f"backbone_config.drop_path_rate={backbone_drop_path} is not used by Prompt-CAM's forward pass; set "
+                "PromptCamConfig(drop_path_rate=...) instead and leave the backbone's at 0."
+            )
+
+    @property
+    def num_prompt_layers(self) -> int:
+        """How many layers receive their own prompts: all of them in deep mode, the first one in shallow mode."""
+        return self.backbone_config.num_hidden_layers if self.prompt_mode == "deep" else 1
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        output["backbone_config"] = self.backbone_config.to_dict()
+        return output
+
+
+def _resolve_backbone_config(backbone_config: PreTrainedConfig | dict | None) -> PreTrainedConfig:
+    """Turn `backbone_config` (object, dict with `model_type`, or None) into a supported backbone config object."""
+    if backbone_config is None:
+        backbone_config = {"model_type": "dinov2"}
+    if isinstance(backbone_config, dict):
+        model_type = backbone_config.get("model_type")
+        if model_type not in SUPPORTED_BACKBONE_TYPES:
+            raise ValueError(
+                f"Unsupported backbone model_type {model_type!r} in backbone_config; Prompt-CAM supports "
+                f"{', '.join(SUPPORTED_BACKBONE_TYPES)}. Give a dict with one of these as 'model_type' or a config object."
+            )
+        fields = {key: value for key, value in backbone_config.items() if key != "model_type"}
+        backbone_config = AutoConfig.for_model(model_type, **fields)
+    if not isinstance(backbone_config, PreTrainedConfig):
+        raise ValueError(
+            f"backbone_config must be a transformers config object or a dict, got {type(backbone_config).__name__}."
+        )
+    if backbone_config.model_type not in SUPPORTED_BACKBONE_TYPES:
+        raise ValueError(
+            f"Unsupported backbone type {backbone_config.model_type!r} ({type(backbone_config).__name__}); Prompt-CAM "
+            f"supports {', '.join(SUPPORTED_BACKBONE_TYPES)}."
+        )
+    return backbone_config
+
+
+__all__ = ["PromptCamConfig", "SUPPORTED_BACKBONE_TYPES"]

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="modeling-promptcam",
+    version="0.1.0",
+    description=(
+        "Prompt-CAM (CVPR 2025) for HuggingFace transformers: interpretable fine-grained classification with "
+        "frozen Vision Transformers"
+    ),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["modeling_promptcam", "modeling_promptcam.*"]),
+    install_requires=[
+        # transformers 5.x moves model internals between minor releases (ViT layer names, config classes):
+        # the range is the one the test suite was run against.
+        "transformers>=5.24,<5.25",
+        "torch>=2.4",
+        "safetensors>=0.4",
+        "pillow>=10",
+        "numpy>=1.24",
+    ],
+    extras_require={
+        "train": ["accelerate>=1.0", "datasets>=3.0", "tqdm>=4.60"],
+        "peft": ["peft>=0.21,<0.23"],
+        "viz": ["matplotlib>=3.7"],
+        "dev": ["pytest>=8", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": []},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

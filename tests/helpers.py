@@ -1,0 +1,102 @@
+"""Tiny random Prompt-CAM models and the straightforward reference forward pass the fast path is tested against."""
+
+from __future__ import annotations
+
+import torch
+from transformers import Dinov2Config, Dinov2WithRegistersConfig, ViTConfig
+
+from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification
+
+FAMILIES = ("vit", "dinov2", "dinov2_with_registers")
+IMAGE_SIZE = 32
+PATCH_SIZE = 8
+
+
+def tiny_backbone_config(family: str, **overrides):
+    common = dict(
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        layer_norm_eps=1e-6,
+    )
+    common.update(overrides)
+    if family == "vit":
+        return ViTConfig(intermediate_size=64, **common)
+    if family == "dinov2":
+        return Dinov2Config(mlp_ratio=2, **common)
+    if family == "dinov2_with_registers":
+        return Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=2, **common)
+    raise ValueError(family)
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every parameter (LayerNorm and layer scale included) random values, so a wrong mapping cannot pass."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if name.endswith(("norm1.weight", "norm2.weight", "layernorm.weight", "_before.weight", "_after.weight")):
+                parameter.copy_(1.0 + 0.2 * noise)
+            elif name.endswith("lambda1"):
+                parameter.copy_(0.5 + 0.3 * noise)
+            elif "prompt_embeddings" in name or "cls_token" in name or "register_tokens" in name:
+                parameter.copy_(noise)
+            else:
+                parameter.copy_(0.15 * noise)
+    return model
+
+
+def tiny_model(family: str = "vit", num_labels: int = 5, prompt_mode: str = "deep", seed: int = 0, **backbone_overrides):
+    config = PromptCamConfig(
+        backbone_config=tiny_backbone_config(family, **backbone_overrides),
+        num_labels=num_labels,
+        prompt_mode=prompt_mode,
+        id2label={i: f"class_{i}" for i in range(num_labels)},
+        label2id={f"class_{i}": i for i in range(num_labels)},
+    )
+    torch.manual_seed(seed)
+    return randomize_(PromptCamForImageClassification(config), seed).eval()
+
+
+def straightforward_forward(model: PromptCamForImageClassification, pixel_values: torch.Tensor):
+    """The official computation spelled out with the backbone's own HF layers (the test oracle).
+
+    Prompts are concatenated in front of [CLS, registers, patches], each HF layer runs on the whole sequence, prompt
+    outputs are dropped after each layer (deep) or carried (shallow); the class prompts' final outputs go through the
+    final LayerNorm and the shared head. The last layer's attention weights are captured from an eager run.
+    Returns logits `(B, C)` and trait maps `(B, C, heads, gh, gw)`.
+    """
+    config = model.config
+    num_labels = config.num_labels
+    backbone = model.backbone
+    family = config.backbone_config.model_type
+    layers = backbone.layers if family == "vit" else backbone.encoder.layer
+    prefix = 1 + getattr(config.backbone_config, "num_register_tokens", 0)
+    prompts = model.prompt_head.prompt_embeddings
+
+    captured = {}
+    hook = layers[-1].attention.register_forward_hook(lambda module, args, output: captured.update(weights=output[1]))
+    previous = backbone.config._attn_implementation
+    backbone.config._attn_implementation = "eager"
+    try:
+        hidden = backbone.embeddings(pixel_values)
+        batch = hidden.shape[0]
+        if config.prompt_mode == "deep":
+            for index, layer in enumerate(layers):
+                sequence = layer(torch.cat((prompts[index].expand(batch, -1, -1), hidden), dim=1))
+                hidden, class_outputs = sequence[:, num_labels:], sequence[:, :num_labels]
+        else:
+            sequence = torch.cat((prompts[0].expand(batch, -1, -1), hidden), dim=1)
+            for layer in layers:
+                sequence = layer(sequence)
+            class_outputs = sequence[:, :num_labels]
+    finally:
+        hook.remove()
+        backbone.config._attn_implementation = previous
+    logits = model.prompt_head.score(backbone.layernorm(class_outputs)).squeeze(-1)
+    weights = captured["weights"]  # (B, heads, C + T, C + T)
+    grid = (pixel_values.shape[2] // PATCH_SIZE, pixel_values.shape[3] // PATCH_SIZE)
+    maps = weights[:, :, :num_labels, num_labels + prefix :].transpose(1, 2)
+    return logits, maps.reshape(*maps.shape[:3], *grid)
