@@ -11,7 +11,6 @@ setup(
     ),
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_promptcam", "modeling_promptcam.*"]),
     install_requires=[

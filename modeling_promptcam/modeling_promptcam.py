@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -275,7 +274,9 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
     ) -> None:
         num_channels = self.config.backbone_config.num_channels
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
-            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            shape = (
+                tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            )
             raise ValueError(
                 f"pixel_values must be a (batch, {num_channels}, height, width) tensor, got {shape}; add the batch "
                 "dimension with pixel_values[None] or use the image processor saved with the model."
@@ -312,7 +313,9 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         """`(b, n, D)` -> `(b, heads, n, head_dim)`."""
         return projection(states).view(*states.shape[:-1], -1, attention.head_dim).transpose(1, 2)
 
-    def _attend(self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    def _attend(
+        self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+    ) -> torch.Tensor:
         """Attention without weights through the backbone's implementation. Returns `(B, n_query, heads * head_dim)`."""
         implementation = attention.config._attn_implementation or "sdpa"
         dropout = attention.attention_dropout if self.training else 0.0
@@ -495,7 +498,31 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             return output.to_tuple()
         return output
 
-    # ----------------------------------------------------------------------------------------------- saving
+    # ----------------------------------------------------------------------------------------------- loading, saving
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with a clear message when the checkpoint's prompts do not fit the config.
+
+        A stock ViT / DINOv2 checkpoint with `config=PromptCamConfig(...)` loads the backbone unchanged and initialises
+        the prompts and head.
+        """
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            config = kwargs.get("config")
+            classes = f"{config.num_labels} classes, " if isinstance(config, PromptCamConfig) else ""
+            raise RuntimeError(
+                f"The checkpoint at {pretrained_model_name_or_path!s} does not fit the config ({classes}see the load "
+                "report above for the shapes): its prompts were trained for another class count or prompt mode. To "
+                "start new prompts on the same backbone, pass ignore_mismatched_sizes=True: the backbone loads "
+                "unchanged and the mismatched prompts are re-initialised (they need training)."
+            ) from error
+        # loading swaps in fresh parameter tensors, which would make the backbone trainable again
+        model.backbone.requires_grad_(False)
+        return model
+
     def save_pretrained(
         self, save_directory: str | os.PathLike, is_main_process: bool = True, image_processor=None, **kwargs
     ) -> None:

@@ -48,7 +48,9 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def tiny_model(family: str = "vit", num_labels: int = 5, prompt_mode: str = "deep", seed: int = 0, **backbone_overrides):
+def tiny_model(
+    family: str = "vit", num_labels: int = 5, prompt_mode: str = "deep", seed: int = 0, **backbone_overrides
+):
     config = PromptCamConfig(
         backbone_config=tiny_backbone_config(family, **backbone_overrides),
         num_labels=num_labels,

@@ -1,0 +1,35 @@
+# `make test` works on a fresh machine: it creates .venv, installs the CPU torch and the package, runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch; override (e.g. TORCH_SPEC="torch==2.13.0 --index-url ...") for another build.
+TORCH_SPEC ?= torch==2.13.0
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install test lint format bench clean
+
+$(INSTALLED): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+test: $(INSTALLED)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(INSTALLED)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_forward.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
