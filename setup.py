@@ -28,7 +28,7 @@ setup(
         "viz": ["matplotlib>=3.7"],
         "dev": ["pytest>=8", "ruff>=0.6"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["promptcam = modeling_promptcam.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -62,13 +62,16 @@ def tiny_model(
     return randomize_(PromptCamForImageClassification(config), seed).eval()
 
 
-def straightforward_forward(model: PromptCamForImageClassification, pixel_values: torch.Tensor):
+def straightforward_forward(
+    model: PromptCamForImageClassification, pixel_values: torch.Tensor, capture_maps: bool = True
+):
     """The official computation spelled out with the backbone's own HF layers (the test oracle).
 
     Prompts are concatenated in front of [CLS, registers, patches], each HF layer runs on the whole sequence, prompt
     outputs are dropped after each layer (deep) or carried (shallow); the class prompts' final outputs go through the
-    final LayerNorm and the shared head. The last layer's attention weights are captured from an eager run.
-    Returns logits `(B, C)` and trait maps `(B, C, heads, gh, gw)`.
+    final LayerNorm and the shared head. With `capture_maps`, the layers run with eager attention and the last layer's
+    attention weights are captured; otherwise they run with the backbone's implementation (SDPA).
+    Returns logits `(B, C)` and trait maps `(B, C, heads, gh, gw)` (None without `capture_maps`).
     """
     config = model.config
     num_labels = config.num_labels
@@ -81,7 +84,8 @@ def straightforward_forward(model: PromptCamForImageClassification, pixel_values
     captured = {}
     hook = layers[-1].attention.register_forward_hook(lambda module, args, output: captured.update(weights=output[1]))
     previous = backbone.config._attn_implementation
-    backbone.config._attn_implementation = "eager"
+    if capture_maps:
+        backbone.config._attn_implementation = "eager"
     try:
         hidden = backbone.embeddings(pixel_values)
         batch = hidden.shape[0]
@@ -98,7 +102,10 @@ def straightforward_forward(model: PromptCamForImageClassification, pixel_values
         hook.remove()
         backbone.config._attn_implementation = previous
     logits = model.prompt_head.score(backbone.layernorm(class_outputs)).squeeze(-1)
+    if not capture_maps:
+        return logits, None
     weights = captured["weights"]  # (B, heads, C + T, C + T)
-    grid = (pixel_values.shape[2] // PATCH_SIZE, pixel_values.shape[3] // PATCH_SIZE)
+    patch_size = config.backbone_config.patch_size
+    grid = (pixel_values.shape[2] // patch_size, pixel_values.shape[3] // patch_size)
     maps = weights[:, :, :num_labels, num_labels + prefix :].transpose(1, 2)
     return logits, maps.reshape(*maps.shape[:3], *grid)
