@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument(
         "--labels",
-        metavar="FILE",
-        help="class names, one per line in class order (official 'NNN.Class_Name' folder names accepted); "
+        metavar="FILE_OR_DIR",
+        help="class names: a text file, one per line in class order (official 'NNN.Class_Name' folder names and "
+        "CUB classes.txt accepted), or the dataset's train/ folder (sorted class sub-folders); "
         "default class_0, class_1, ...",
     )
     convert.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")

@@ -45,7 +45,8 @@ TOP_LEVEL_KEYS = (
 )
 # the official models use timm's LayerNorm eps and exact (erf) GELU
 LAYER_NORM_EPS = 1e-6
-_CLASS_FOLDER = re.compile(r"^\d+\.(.+)$")
+# official folder names `001.Black_footed_Albatross`, optionally behind CUB's `classes.txt` index (`1 001.Black...`)
+_CLASS_FOLDER = re.compile(r"^(?:\d+\s+)?\d+\.(.+)$")
 
 
 class NotAnOfficialCheckpointError(ValueError):
@@ -74,13 +75,21 @@ def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
 
 
 def read_class_names(path: str | os.PathLike) -> list[str]:
-    """Class names from a text file: one per line, in class-index order.
+    """Class names in class-index order, from a text file or a dataset folder.
 
-    Lines in the official dataset folder form `NNN.Class_Name` (e.g. `001.Black_footed_Albatross`) give `Class_Name`;
-    blank lines are skipped.
+    - A text file: one name per line (blank lines skipped). Official folder names `NNN.Class_Name`
+      (e.g. `001.Black_footed_Albatross`) and CUB's `classes.txt` lines (`1 001.Black_footed_Albatross`) give
+      `Class_Name`.
+    - A folder (e.g. the prepared dataset's `train/`): its sub-folders in sorted order, the order in which the
+      official data loaders number the classes; `NNN.` prefixes are stripped the same way.
     """
-    with open(path, encoding="utf-8") as handle:
-        lines = [line.strip() for line in handle]
+    if os.path.isdir(path):
+        lines = sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+        if not lines:
+            raise ValueError(f"{path!s} has no class sub-folders; give the dataset's train/ folder or a text file.")
+    else:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.strip() for line in handle]
     names = [_CLASS_FOLDER.sub(r"\1", line) for line in lines if line]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -135,6 +135,16 @@ def test_class_names_file_formats(tmp_path):
     folders = tmp_path / "folders.txt"
     folders.write_text("001.Black_footed_Albatross\n002.Laysan_Albatross\n")
     assert read_class_names(folders) == ["Black_footed_Albatross", "Laysan_Albatross"]
+    cub_classes = tmp_path / "classes.txt"
+    cub_classes.write_text("1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n")
+    assert read_class_names(cub_classes) == ["Black_footed_Albatross", "Laysan_Albatross"]
+    train = tmp_path / "train"
+    for folder in ("010.Zebra_Finch", "002.Laysan_Albatross", "001.Black_footed_Albatross"):
+        (train / folder).mkdir(parents=True)
+    (train / "README.txt").write_text("not a class")
+    assert read_class_names(train) == ["Black_footed_Albatross", "Laysan_Albatross", "Zebra_Finch"]
+    with pytest.raises(ValueError, match="has no class sub-folders"):
+        read_class_names(train / "001.Black_footed_Albatross")
     repeated = tmp_path / "repeated.txt"
     repeated.write_text("a\nb\na\n")
     with pytest.raises(ValueError, match="repeated: a"):
