@@ -228,3 +228,29 @@ def test_auto_class_loads_converted_folder_without_trust_remote_code(tmp_path):
     model = AutoModelForImageClassification.from_pretrained(tmp_path)
     assert isinstance(model, PromptCamForImageClassification)
     assert (model(expected["pixel_values"]).logits - expected["logits"]).abs().max() <= PARITY
+
+
+def test_convert_example_script_runs_on_a_fixture(tmp_path):
+    image = tmp_path / "image.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (80, 60, 3), dtype=np.uint8)).save(image)
+    script = Path(__file__).resolve().parents[1] / "examples" / "convert_official.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(FIXTURES / "dinov2_tiny.model.pt"),
+            str(tmp_path / "out"),
+            "--num-heads",
+            "4",
+        ]
+        + ["--image", str(image)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "dinov2 backbone, 6 classes"
+    scores = [float(line.split()[0]) for line in lines[1:]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert (tmp_path / "out" / "model.safetensors").is_file()
