@@ -51,6 +51,39 @@ class PromptCamImageClassifierOutput(ModelOutput):
     trait_map_classes: torch.LongTensor | None = None
 
 
+BLUR_MODES = ("paper", "official")
+
+
+@dataclass
+class TraitRanking:
+    """Greedy head ranking of one image for one target class ([`PromptCamForImageClassification.rank_traits`]).
+
+    Attributes:
+        target_class: the class whose prompt's heads were ranked.
+        ranked_heads: all heads of the last layer, most important first (the greedy blur order reversed).
+        top_traits: the heads left when the stop rule fired, most important first.
+        target_scores: the target logit after each greedy step (step i: i + 1 heads blurred), in blur order.
+        initial_score: the target logit with no head blurred.
+        misclassified_after: how many heads were blurred when another class first scored strictly higher than the
+            target (0: not the top class to begin with; None: still the top class with every head blurred).
+        blur, stop: the settings used.
+    """
+
+    target_class: int
+    ranked_heads: list[int]
+    top_traits: list[int]
+    target_scores: list[float]
+    initial_score: float
+    misclassified_after: int | None
+    blur: str
+    stop: str | int
+
+    @property
+    def blur_order(self) -> list[int]:
+        """Heads in the order the greedy loop blurred them (least important first)."""
+        return self.ranked_heads[::-1]
+
+
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
     """Stochastic depth per sample: zero the whole residual branch of a random subset of samples (and rescale)."""
     if drop_prob == 0.0 or not training:
@@ -364,55 +397,76 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         hidden_states = self._residual(hidden_states, self.adapter.attention_branch(layer, attended))
         return self._residual(hidden_states, self.adapter.mlp_branch(layer, hidden_states))
 
-    def _class_prompt_layer(
-        self,
-        layer: nn.Module,
-        prompt_states: torch.Tensor,
-        image_states: torch.Tensor,
-        output_trait_maps: bool,
-        trait_map_classes: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The last backbone layer, computed for the class-prompt rows only.
+    def _last_layer_inputs(
+        self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the backbone up to its last layer.
 
-        Args:
-            prompt_states: `(1 or B, C, D)` class prompts entering the layer (deep: the learned ones, shared by the batch).
-            image_states: `(B, T, D)` image tokens [CLS, registers, patches] entering the layer.
-        Returns:
-            the prompts' outputs `(B, C, D)` and, when trait maps are asked for, attention weights
-            `(B, heads, C or K, C + T)` of the requested prompt rows over the keys [prompts, CLS, registers, patches].
+        Returns the class prompts entering the last layer, `(1, C, D)` in deep mode (the learned ones, shared by the
+        batch) or `(B, C, D)` in shallow mode, and the image tokens [CLS, registers, patches] entering it, `(B, T, D)`.
         """
+        num_labels = self.config.num_labels
+        prompts = self.prompt_head()
+        layers = self.adapter.layers()
+        hidden_states = self.adapter.embed(pixel_values, interpolate_pos_encoding)
+        if self.config.prompt_mode == "deep":
+            for layer, layer_prompts in zip(layers[:-1], prompts[:-1]):
+                hidden_states = self._image_token_layer(layer, hidden_states, layer_prompts)
+            return prompts[-1][None], hidden_states
+        # shallow: the class prompts are ordinary tokens of every layer; only the last layer is cut to their rows
+        batch = hidden_states.shape[0]
+        hidden_states = torch.cat((prompts[0][None].expand(batch, -1, -1), hidden_states), dim=1)
+        for layer in layers[:-1]:
+            hidden_states = self._image_token_layer(layer, hidden_states, None)
+        return hidden_states[:, :num_labels], hidden_states[:, num_labels:]
+
+    def _last_layer_projections(
+        self, layer: nn.Module, prompt_states: torch.Tensor, image_states: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries of the class prompts `(B, heads, C, head_dim)`; keys and values of all tokens
+        `(B, heads, C + T, head_dim)`, in the official order [prompts, CLS, registers, patches]."""
         attention = layer.attention
         batch = image_states.shape[0]
         norm = self.adapter.attention_norm(layer)
         normed_prompts, normed_image = norm(prompt_states), norm(image_states)
-        query = self._split_heads(attention, attention.q_proj, normed_prompts).expand(batch, -1, -1, -1)
-        key = torch.cat(
-            (
-                self._split_heads(attention, attention.k_proj, normed_prompts).expand(batch, -1, -1, -1),
-                self._split_heads(attention, attention.k_proj, normed_image),
-            ),
-            dim=2,
-        )
-        value = torch.cat(
-            (
-                self._split_heads(attention, attention.v_proj, normed_prompts).expand(batch, -1, -1, -1),
-                self._split_heads(attention, attention.v_proj, normed_image),
-            ),
-            dim=2,
-        )
-        weights = None
-        if output_trait_maps and trait_map_classes is None:
-            attended, weights = self._attend_with_weights(attention, query, key, value)
-        else:
-            attended = self._attend(attention, query, key, value)
-            if output_trait_maps:
-                rows = trait_map_classes[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
-                selected_query = torch.gather(query, 2, rows)
-                scores = torch.matmul(selected_query, key.transpose(-1, -2)) * attention.scaling
-                weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        prompt_states = self._residual(prompt_states, self.adapter.attention_branch(layer, attention.o_proj(attended)))
-        prompt_states = self._residual(prompt_states, self.adapter.mlp_branch(layer, prompt_states))
-        return prompt_states, weights
+
+        def heads(projection: nn.Linear, states: torch.Tensor) -> torch.Tensor:
+            return self._split_heads(attention, projection, states).expand(batch, -1, -1, -1)
+
+        query = heads(attention.q_proj, normed_prompts)
+        key = torch.cat((heads(attention.k_proj, normed_prompts), heads(attention.k_proj, normed_image)), dim=2)
+        value = torch.cat((heads(attention.v_proj, normed_prompts), heads(attention.v_proj, normed_image)), dim=2)
+        return query, key, value
+
+    def _prompt_logits(self, layer: nn.Module, prompt_states: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Finish the last layer for prompt rows and score them.
+
+        Args:
+            prompt_states: `(1 or B, n, D)` the prompts entering the last layer (broadcast over `attended`'s rows).
+            attended: `(B, n, heads * head_dim)` their attention outputs before the output projection.
+        Returns:
+            logits `(B, n)`: output projection, residuals, MLP, the backbone's final LayerNorm, the shared head.
+        """
+        attention_output = self.adapter.attention_branch(layer, layer.attention.o_proj(attended))
+        hidden_states = self._residual(prompt_states, attention_output)
+        hidden_states = self._residual(hidden_states, self.adapter.mlp_branch(layer, hidden_states))
+        return self.prompt_head.score(self.adapter.final_layernorm()(hidden_states)).squeeze(-1)
+
+    def _row_attention_weights(
+        self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        """Softmax attention weights `(B, heads, K, keys)` of the prompt rows `rows` `(B, K)` only."""
+        index = rows[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
+        scores = torch.matmul(torch.gather(query, 2, index), key.transpose(-1, -2)) * attention.scaling
+        return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+
+    def _trait_maps(self, attention_weights: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """`(B, heads, K, keys)` weights -> patch keys only -> `(B, K, heads, grid_h, grid_w)` trait maps."""
+        patch_h, patch_w = self.adapter.patch_size
+        grid = (image_size[0] // patch_h, image_size[1] // patch_w)
+        patch_weights = attention_weights[..., self.config.num_labels + self.adapter.num_prefix_tokens :]
+        per_class = patch_weights.transpose(1, 2)
+        return per_class.reshape(*per_class.shape[:3], *grid)
 
     # ----------------------------------------------------------------------------------------------- forward
     def forward(
@@ -421,6 +475,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_trait_maps: bool = False,
         trait_map_classes: torch.Tensor | None = None,
+        trait_map_top_k: int | None = None,
         interpolate_pos_encoding: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
@@ -436,6 +491,9 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
                 Return `trait_maps` `(batch_size, num_labels, num_heads, grid_height, grid_width)`.
             trait_map_classes (`torch.LongTensor` of shape `(batch_size, K)`, *optional*):
                 Restrict the trait maps to K classes per image (implies `output_trait_maps`).
+            trait_map_top_k (`int`, *optional*):
+                Maps for each image's K highest-scoring classes, in score order (implies `output_trait_maps`); the
+                chosen classes come back in `trait_map_classes`. Cannot be combined with `trait_map_classes`.
             interpolate_pos_encoding (`bool`, *optional*):
                 ViT backbones: interpolate the position embeddings for images of another size than the config's.
                 DINOv2 backbones always interpolate.
@@ -451,41 +509,32 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
                 f"PromptCamForImageClassification.forward got unsupported arguments {sorted(kwargs)}; trait maps come "
                 "from output_trait_maps=True (per-layer attentions and hidden states are not returned)."
             )
-        if trait_map_classes is not None:
-            output_trait_maps = True
+        if trait_map_top_k is not None:
+            if trait_map_classes is not None:
+                raise ValueError("Give trait_map_classes or trait_map_top_k, not both.")
+            if not isinstance(trait_map_top_k, int) or not 1 <= trait_map_top_k <= self.config.num_labels:
+                raise ValueError(
+                    f"trait_map_top_k must be an integer in [1, {self.config.num_labels}], got {trait_map_top_k!r}."
+                )
+        output_trait_maps = output_trait_maps or trait_map_classes is not None or trait_map_top_k is not None
         self._check_inputs(pixel_values, labels, trait_map_classes, interpolate_pos_encoding)
 
-        num_labels = self.config.num_labels
-        prompts = self.prompt_head()
-        layers = self.adapter.layers()
-        hidden_states = self.adapter.embed(pixel_values, interpolate_pos_encoding)
-        batch = hidden_states.shape[0]
-
-        if self.config.prompt_mode == "deep":
-            for layer, layer_prompts in zip(layers[:-1], prompts[:-1]):
-                hidden_states = self._image_token_layer(layer, hidden_states, layer_prompts)
-            class_prompts = prompts[-1][None]
+        class_prompts, image_states = self._last_layer_inputs(pixel_values, interpolate_pos_encoding)
+        layer = self.adapter.layers()[-1]
+        query, key, value = self._last_layer_projections(layer, class_prompts, image_states)
+        attention_weights = None
+        if output_trait_maps and trait_map_classes is None and trait_map_top_k is None:
+            attended, attention_weights = self._attend_with_weights(layer.attention, query, key, value)
         else:
-            # shallow: the class prompts are ordinary tokens of every layer; only the last layer is cut to their rows
-            hidden_states = torch.cat((prompts[0][None].expand(batch, -1, -1), hidden_states), dim=1)
-            for layer in layers[:-1]:
-                hidden_states = self._image_token_layer(layer, hidden_states, None)
-            class_prompts, hidden_states = hidden_states[:, :num_labels], hidden_states[:, num_labels:]
-
-        prompt_outputs, attention_weights = self._class_prompt_layer(
-            layers[-1], class_prompts, hidden_states, output_trait_maps, trait_map_classes
-        )
-        prompt_outputs = self.adapter.final_layernorm()(prompt_outputs)
-        logits = self.prompt_head.score(prompt_outputs).squeeze(-1)
-
+            attended = self._attend(layer.attention, query, key, value)
+        logits = self._prompt_logits(layer, class_prompts, attended)
+        if trait_map_top_k is not None:
+            trait_map_classes = logits.detach().topk(trait_map_top_k, dim=-1).indices
+        if trait_map_classes is not None:
+            attention_weights = self._row_attention_weights(layer.attention, query, key, trait_map_classes)
         trait_maps = None
         if attention_weights is not None:
-            patch_h, patch_w = self.adapter.patch_size
-            grid = (pixel_values.shape[2] // patch_h, pixel_values.shape[3] // patch_w)
-            # (B, heads, C or K, keys) -> patch keys only -> (B, C or K, heads, grid_h, grid_w)
-            patch_weights = attention_weights[..., num_labels + self.adapter.num_prefix_tokens :]
-            per_class = patch_weights.transpose(1, 2)
-            trait_maps = per_class.reshape(*per_class.shape[:3], *grid)
+            trait_maps = self._trait_maps(attention_weights, pixel_values.shape[2:])
 
         loss = None
         if labels is not None:
@@ -497,6 +546,154 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         if return_dict is False:
             return output.to_tuple()
         return output
+
+    # ----------------------------------------------------------------------------------------------- trait ranking
+    @torch.no_grad()
+    def rank_traits(
+        self,
+        pixel_values: torch.Tensor,
+        target_classes: torch.Tensor | None = None,
+        blur: str = "paper",
+        stop: str | int = "misclassified",
+        interpolate_pos_encoding: bool | None = None,
+    ) -> list[TraitRanking] | list[list[TraitRanking]]:
+        r"""
+        Rank the attention heads of the last layer by how much the target class's score needs them (greedy head
+        blurring, paper section 2.3 and the official code).
+
+        Starting from no blurred head, each step tries blurring every remaining head of the target prompt's attention
+        and keeps blurred the one whose blurring leaves the target score highest (the least important); the loop runs
+        until every head is blurred, so the ranking is complete. Ties go to the lower head index.
+
+        Cost: the backbone runs once per image; each greedy step re-evaluates only the target prompt's row of the last
+        layer (output projection, MLP, final norm, head), batched over the candidate heads and the images.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`): normalised images.
+            target_classes (`torch.LongTensor` of shape `(batch_size,)` or `(batch_size, K)`, *optional*):
+                The class whose traits are ranked, per image (or K classes per image). Default: the predicted class.
+            blur (`str`, *optional*, defaults to `"paper"`):
+                `"paper"`: the target's attention in a blurred head becomes 1/M over the M patches (0 on prompts, CLS,
+                registers). `"official"`: its pre-softmax logits are set to 0, i.e. uniform over all keys (what the
+                official code does).
+            stop (`str` or `int`, *optional*, defaults to `"misclassified"`):
+                `"misclassified"` (paper): the top traits are the heads still unblurred when another class first
+                scores strictly higher than the target (at least one head; all heads if the target is not the top
+                class to begin with). An integer k: the k most important heads (the official code uses 4).
+        Returns:
+            one [`TraitRanking`] per image, or per image a list of K of them when `target_classes` is `(B, K)`.
+        """
+        if blur not in BLUR_MODES:
+            raise ValueError(f"blur must be one of {BLUR_MODES}, got {blur!r}.")
+        num_heads = self.config.backbone_config.num_attention_heads
+        if stop != "misclassified" and (
+            isinstance(stop, bool) or not isinstance(stop, int) or not 1 <= stop <= num_heads
+        ):
+            raise ValueError(f"stop must be 'misclassified' or an integer in [1, {num_heads}], got {stop!r}.")
+        self._check_inputs(pixel_values, None, None, interpolate_pos_encoding)
+        batch = pixel_values.shape[0]
+        targets = target_classes
+        if targets is not None:
+            if targets.is_floating_point() or targets.ndim not in (1, 2) or targets.shape[0] != batch:
+                raise ValueError(
+                    f"target_classes must hold integer class indices of shape ({batch},) or ({batch}, K), got "
+                    f"{targets.dtype} {tuple(targets.shape)}."
+                )
+            _check_class_indices("target_classes", targets, self.config.num_labels)
+
+        was_training = self.training
+        self.eval()
+        try:
+            class_prompts, image_states = self._last_layer_inputs(pixel_values, interpolate_pos_encoding)
+            layer = self.adapter.layers()[-1]
+            query, key, value = self._last_layer_projections(layer, class_prompts, image_states)
+            logits = self._prompt_logits(layer, class_prompts, self._attend(layer.attention, query, key, value))
+            columns = logits.argmax(-1)[:, None] if targets is None else targets.reshape(batch, -1)
+            rankings = [
+                self._greedy_head_ranking(layer, class_prompts, query, key, value, logits, columns[:, k], blur, stop)
+                for k in range(columns.shape[1])
+            ]
+        finally:
+            self.train(was_training)
+        if targets is not None and targets.ndim == 2:
+            return [[ranking[b] for ranking in rankings] for b in range(batch)]
+        return rankings[0]
+
+    def _greedy_head_ranking(
+        self,
+        layer: nn.Module,
+        class_prompts: torch.Tensor,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        blur: str,
+        stop: str | int,
+    ) -> list[TraitRanking]:
+        """The greedy loop for one target class per image (`targets` `(B,)`), batched over images and candidates."""
+        attention = layer.attention
+        batch, num_heads, _, head_dim = query.shape
+        images = torch.arange(batch, device=query.device)
+        # the target prompt's attention output per head, as computed, and as blurred
+        target_query = query[images, :, targets][:, :, None]  # (B, heads, 1, head_dim)
+        weights = nn.functional.softmax(
+            torch.matmul(target_query, key.transpose(-1, -2)) * attention.scaling, dim=-1, dtype=torch.float32
+        ).to(query.dtype)
+        attended_heads = torch.matmul(weights, value)[:, :, 0]  # (B, heads, head_dim)
+        blurred_keys = (
+            value[:, :, self.config.num_labels + self.adapter.num_prefix_tokens :] if blur == "paper" else value
+        )
+        blurred_heads = blurred_keys.mean(dim=2)  # uniform attention = the mean of the values it spreads over
+        target_prompts = class_prompts.expand(batch, -1, -1)[images, targets][:, None]  # (B, 1, D)
+
+        other_logits = logits.clone()
+        other_logits[images, targets] = float("-inf")
+        best_other = other_logits.max(dim=-1).values
+        initial_scores = logits[images, targets]
+
+        blurred = torch.zeros(batch, num_heads, dtype=torch.bool, device=query.device)
+        candidates = torch.eye(num_heads, dtype=torch.bool, device=query.device)
+        blur_order, step_scores = [], []
+        for _ in range(num_heads):
+            masks = blurred[:, None, :] | candidates  # (B, candidate, head): blurred set if the candidate is added
+            heads = torch.where(masks[..., None], blurred_heads[:, None], attended_heads[:, None])
+            scores = self._prompt_logits(layer, target_prompts, heads.reshape(batch, num_heads, num_heads * head_dim))
+            scores = scores.masked_fill(blurred, float("-inf"))
+            chosen = scores.argmax(dim=-1)  # the least important remaining head (first index on ties)
+            blurred[images, chosen] = True
+            blur_order.append(chosen)
+            step_scores.append(scores[images, chosen])
+        blur_order = torch.stack(blur_order, dim=1).tolist()
+        step_scores = torch.stack(step_scores, dim=1)
+
+        results = []
+        for b in range(batch):
+            ranked_heads = blur_order[b][::-1]
+            scores = step_scores[b].tolist()
+            if initial_scores[b] < best_other[b]:
+                misclassified_after = 0
+            else:
+                flipped = (step_scores[b] < best_other[b]).nonzero()
+                misclassified_after = int(flipped[0]) + 1 if len(flipped) else None
+            if stop == "misclassified":
+                remaining = num_heads - misclassified_after if misclassified_after is not None else 0
+                top_traits = ranked_heads[: max(1, remaining)]
+            else:
+                top_traits = ranked_heads[:stop]
+            results.append(
+                TraitRanking(
+                    target_class=int(targets[b]),
+                    ranked_heads=ranked_heads,
+                    top_traits=top_traits,
+                    target_scores=scores,
+                    initial_score=float(initial_scores[b]),
+                    misclassified_after=misclassified_after,
+                    blur=blur,
+                    stop=stop,
+                )
+            )
+        return results
 
     # ----------------------------------------------------------------------------------------------- loading, saving
     @classmethod
@@ -583,6 +780,8 @@ def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> N
 
 
 __all__ = [
+    "BLUR_MODES",
+    "TraitRanking",
     "PromptCamForImageClassification",
     "PromptCamImageClassifierOutput",
     "PromptCamPreTrainedModel",

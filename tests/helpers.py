@@ -109,3 +109,76 @@ def straightforward_forward(
     grid = (pixel_values.shape[2] // patch_size, pixel_values.shape[3] // patch_size)
     maps = weights[:, :, :num_labels, num_labels + prefix :].transpose(1, 2)
     return logits, maps.reshape(*maps.shape[:3], *grid)
+
+
+def _layers(model):
+    backbone = model.backbone
+    return backbone.layers if model.config.backbone_config.model_type == "vit" else backbone.encoder.layer
+
+
+def naive_target_logits(model, pixel_values, target: int, blurred_heads, blur: str) -> torch.Tensor:
+    """The official blur written out: one full straightforward forward pass in which, in the last layer only, the
+    target prompt's attention row is blurred in `blurred_heads`. Returns the target logit per image `(B,)`."""
+    config = model.config
+    num_labels = config.num_labels
+    family = config.backbone_config.model_type
+    prefix = 1 + getattr(config.backbone_config, "num_register_tokens", 0)
+    prompts = model.prompt_head.prompt_embeddings
+    layers = _layers(model)
+    hidden = model.backbone.embeddings(pixel_values)
+    batch = hidden.shape[0]
+    if config.prompt_mode == "deep":
+        for index, layer in enumerate(layers[:-1]):
+            hidden = layer(torch.cat((prompts[index].expand(batch, -1, -1), hidden), dim=1))[:, num_labels:]
+        sequence = torch.cat((prompts[-1].expand(batch, -1, -1), hidden), dim=1)
+    else:
+        sequence = torch.cat((prompts[0].expand(batch, -1, -1), hidden), dim=1)
+        for layer in layers[:-1]:
+            sequence = layer(sequence)
+
+    layer = layers[-1]
+    attention = layer.attention
+    norm1, norm2 = (layer.layernorm_before, layer.layernorm_after) if family == "vit" else (layer.norm1, layer.norm2)
+    normed = norm1(sequence)
+    shape = (batch, sequence.shape[1], attention.num_attention_heads, attention.head_dim)
+    query, key, value = (
+        proj(normed).view(shape).transpose(1, 2) for proj in (attention.q_proj, attention.k_proj, attention.v_proj)
+    )
+    scores = query @ key.transpose(-1, -2) * attention.scaling  # (B, heads, S, S)
+    heads = list(blurred_heads)
+    if blur == "official":
+        scores[:, heads, target, :] = 0.0
+    weights = scores.softmax(dim=-1)
+    if blur == "paper":
+        num_patches = sequence.shape[1] - num_labels - prefix
+        weights[:, heads, target, :] = 0.0
+        weights[:, heads, target, num_labels + prefix :] = 1.0 / num_patches
+    attended = attention.o_proj((weights @ value).transpose(1, 2).reshape(batch, sequence.shape[1], -1))
+    if family != "vit":
+        attended = layer.layer_scale1(attended)
+    sequence = sequence + attended
+    mlp = layer.mlp(norm2(sequence))
+    if family != "vit":
+        mlp = layer.layer_scale2(mlp)
+    sequence = sequence + mlp
+    logits = model.prompt_head.score(model.backbone.layernorm(sequence[:, :num_labels])).squeeze(-1)
+    return logits[:, target]
+
+
+def naive_rank_traits(model, pixel_values, target: int, blur: str):
+    """The official greedy loop with one full forward pass per candidate (for one image `(1, 3, H, W)`).
+
+    Returns the blur order (least important first) and the target logit after each step."""
+    num_heads = model.config.backbone_config.num_attention_heads
+    blurred, scores = [], []
+    for _ in range(num_heads):
+        best_head, best_score = None, None
+        for head in range(num_heads):
+            if head in blurred:
+                continue
+            score = naive_target_logits(model, pixel_values, target, blurred + [head], blur).item()
+            if best_score is None or score > best_score:
+                best_head, best_score = head, score
+        blurred.append(best_head)
+        scores.append(best_score)
+    return blurred, scores
