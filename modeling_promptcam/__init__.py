@@ -6,27 +6,41 @@ folders saved by this package load with `AutoModel*.from_pretrained(...)` and `p
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_promptcam import SUPPORTED_BACKBONE_TYPES, PromptCamConfig
 from .modeling_promptcam import (
+    BLUR_MODES,
     PromptCamForImageClassification,
     PromptCamImageClassifierOutput,
     PromptCamPreTrainedModel,
     PromptCamPromptHead,
+    TraitRanking,
     promptcam_image_processor,
 )
+from .pipeline_promptcam import PROMPT_CAM_TASK, PromptCamImageClassificationPipeline
 
 __version__ = "0.1.0"
 
 AutoConfig.register(PromptCamConfig.model_type, PromptCamConfig, exist_ok=True)
 AutoModel.register(PromptCamConfig, PromptCamForImageClassification, exist_ok=True)
 AutoModelForImageClassification.register(PromptCamConfig, PromptCamForImageClassification, exist_ok=True)
+PIPELINE_REGISTRY.register_pipeline(
+    PROMPT_CAM_TASK,
+    pipeline_class=PromptCamImageClassificationPipeline,
+    pt_model=AutoModelForImageClassification,
+    type="image",
+)
 # saved folders carry the code and an auto_map, for loading with trust_remote_code where the package is absent
 PromptCamConfig.register_for_auto_class()
 PromptCamForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 __all__ = [
+    "BLUR_MODES",
+    "PROMPT_CAM_TASK",
     "SUPPORTED_BACKBONE_TYPES",
+    "PromptCamImageClassificationPipeline",
+    "TraitRanking",
     "PromptCamConfig",
     "PromptCamForImageClassification",
     "PromptCamImageClassifierOutput",

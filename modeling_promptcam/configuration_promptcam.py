@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+
 from transformers import AutoConfig, PreTrainedConfig
 
 # Backbone families the Prompt-CAM forward pass knows how to drive (see `modeling_promptcam.BACKBONE_ADAPTERS`).
 SUPPORTED_BACKBONE_TYPES = ("vit", "dinov2", "dinov2_with_registers")
 PROMPT_MODES = ("deep", "shallow")
+# How `pipeline("prompt-cam", model=folder, trust_remote_code=True)` finds the pipeline code saved in the folder.
+PROMPT_CAM_CUSTOM_PIPELINES = {
+    "prompt-cam": {
+        "impl": "pipeline_promptcam.PromptCamImageClassificationPipeline",
+        "pt": ["AutoModelForImageClassification"],
+        "type": "image",
+    }
+}
 
 
 class PromptCamConfig(PreTrainedConfig):
@@ -63,8 +73,18 @@ class PromptCamConfig(PreTrainedConfig):
         self.prompt_dropout = prompt_dropout
         self.drop_path_rate = drop_path_rate
         self.initializer_range = initializer_range
+        saved_pipelines = kwargs.pop("custom_pipelines", None) or {}
         super().__init__(**kwargs)
         self._validate_promptcam()
+        # Saved folders always name the pipeline code (see `to_dict`). Where the task is registered in this process
+        # (`import modeling_promptcam` does it), the attribute is left out: transformers would otherwise insist on
+        # trust_remote_code for a pipeline the installed package already provides.
+        # copies: transformers' pipeline() rewrites the entry it uses in place
+        pipelines = {**saved_pipelines, **copy.deepcopy(PROMPT_CAM_CUSTOM_PIPELINES)}
+        if _prompt_cam_task_registered():
+            pipelines = {task: spec for task, spec in pipelines.items() if task not in PROMPT_CAM_CUSTOM_PIPELINES}
+        if pipelines:
+            self.custom_pipelines = pipelines
 
     def _validate_promptcam(self) -> None:
         if self.prompt_mode not in PROMPT_MODES:
@@ -100,7 +120,17 @@ class PromptCamConfig(PreTrainedConfig):
     def to_dict(self) -> dict:
         output = super().to_dict()
         output["backbone_config"] = self.backbone_config.to_dict()
+        output["custom_pipelines"] = {
+            **output.get("custom_pipelines", {}),
+            **copy.deepcopy(PROMPT_CAM_CUSTOM_PIPELINES),
+        }
         return output
+
+
+def _prompt_cam_task_registered() -> bool:
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    return "prompt-cam" in PIPELINE_REGISTRY.get_supported_tasks()
 
 
 def _resolve_backbone_config(backbone_config: PreTrainedConfig | dict | None) -> PreTrainedConfig:

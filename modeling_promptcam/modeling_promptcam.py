@@ -2,7 +2,7 @@
 CVPR 2025), over the transformers ViT / DINOv2 backbones.
 
 This file is one of the remote-code files copied next to saved checkpoints: it imports nothing beyond torch,
-transformers and its sibling `configuration_promptcam`.
+transformers and its siblings `configuration_promptcam` and `pipeline_promptcam`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, is_torchvision_available
 
 from .configuration_promptcam import PromptCamConfig
+
+# imported so that saved folders carry the `prompt-cam` pipeline code next to the model code
+from .pipeline_promptcam import PromptCamImageClassificationPipeline  # noqa: F401
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 # Prompt-CAM's recipe normalises with mean = std = 0.5 for DINO and DINOv2 alike (official data transforms).
