@@ -26,7 +26,7 @@ setup(
         "train": ["accelerate>=1.0", "datasets>=3.0", "tqdm>=4.60"],
         "peft": ["peft>=0.21,<0.23"],
         "viz": ["matplotlib>=3.7"],
-        "dev": ["pytest>=8", "ruff==0.17.6"],  # ruff pinned: its formatter changes between releases
+        "dev": ["pytest>=8", "ruff==0.17.6", "matplotlib>=3.7"],  # ruff pinned: its formatter changes between releases
     },
     entry_points={"console_scripts": ["promptcam = modeling_promptcam.cli:main"]},
     classifiers=[

@@ -1,0 +1,147 @@
+"""Figures, the HTML report and `promptcam explain` on a tiny saved model."""
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import AutoImageProcessor
+
+from modeling_promptcam.cli import main as cli_main
+from modeling_promptcam.explain import explain_image, resolve_class
+from modeling_promptcam.visualization import (
+    DPI,
+    figures_for,
+    overlay,
+    plot_top_traits,
+    png_bytes,
+    save_png,
+    upsample_map,
+)
+from tests.helpers import tiny_model
+
+CLASS_NAMES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    model = tiny_model("vit", num_labels=4)
+    names = [name.split(".", 1)[1] for name in CLASS_NAMES]
+    model.config.id2label = dict(enumerate(names))
+    model.config.label2id = {name: i for i, name in enumerate(names)}
+    model.save_pretrained(folder)
+    return folder, model, AutoImageProcessor.from_pretrained(folder)
+
+
+def random_image(seed, size=(90, 60)):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_upsampled_maps_are_normalised_per_map_and_keep_their_peak():
+    trait_map = np.zeros((4, 4), dtype=np.float32)
+    trait_map[1, 3] = 0.02
+    upsampled = upsample_map(trait_map, (80, 40))
+    assert upsampled.shape == (40, 80)
+    assert upsampled.min() == 0.0 and upsampled.max() == pytest.approx(1.0)
+    row, column = np.unravel_index(upsampled.argmax(), upsampled.shape)
+    assert 10 <= row < 20 and 60 <= column < 80  # the peak stays in patch (1, 3)
+    blended = overlay(Image.new("RGB", (80, 40)), trait_map, alpha=0.5)
+    assert blended.shape == (40, 80, 3) and 0.0 <= blended.min() and blended.max() <= 0.5 + 1e-6
+    with pytest.raises(ValueError, match="alpha must be in"):
+        overlay(Image.new("RGB", (8, 8)), trait_map, alpha=2.0)
+
+
+def test_explanation_and_figures(saved, tmp_path):
+    _, model, processor = saved
+    image = random_image(0)
+    true_class = 3
+    explanation = explain_image(model, processor, image, top_k=3, classes=[1, 2], true_class=true_class)
+    pixel_values = processor(image, return_tensors="pt").pixel_values
+    logits = model(pixel_values).logits[0].detach()
+    predicted = int(logits.argmax())
+    assert explanation.predicted.class_index == predicted
+    assert [name for name, _ in explanation.predictions] == [
+        model.config.id2label[int(i)] for i in logits.topk(3).indices
+    ]
+    assert explanation.predictions[0][1] == pytest.approx(float(logits.softmax(-1).max()), abs=1e-6)
+    maps = model(pixel_values, output_trait_maps=True).trait_maps[0]
+    np.testing.assert_allclose(explanation.predicted.trait_maps, maps[predicted].detach().numpy(), atol=1e-6)
+    assert explanation.misclassified == (predicted != true_class)
+
+    figures = figures_for(explanation)
+    expected = {"top_traits", "heads"} | ({"misclassified"} if predicted != true_class else set())
+    expected |= {f"class_{model.config.id2label[c]}" for c in (1, 2) if c != predicted}
+    assert set(figures) == expected
+    for stem, figure in figures.items():
+        path = tmp_path / f"{stem}.png"
+        save_png(figure, path)
+        with Image.open(path) as png:
+            assert png.format == "PNG"
+            width, height = figure.get_size_inches() * DPI
+            assert png.size == (round(width), round(height))
+    strip = plot_top_traits(explanation.image, explanation.predicted)
+    assert len([axis for axis in strip.axes if axis.images]) == len(explanation.predicted.ranking.top_traits) + 1
+    titles = [axis.get_title() for axis in strip.axes if axis.get_title().startswith("rank")]
+    assert titles == [f"rank {r + 1}: head {h}" for r, h in enumerate(explanation.predicted.ranking.top_traits)]
+    assert Image.open(io.BytesIO(png_bytes(strip))).format == "PNG"
+
+
+def test_class_names_resolve_from_plain_and_numbered_names(saved):
+    _, model, _ = saved
+    assert resolve_class(model, "Sooty_Albatross") == 2
+    assert resolve_class(model, "003.Sooty_Albatross") == 2
+    assert resolve_class(model, "Sooty") is None
+
+
+def test_cli_explain_end_to_end_with_bad_inputs(saved, tmp_path, capsys):
+    folder, model, _ = saved
+    images = tmp_path / "images"
+    (images / CLASS_NAMES[3]).mkdir(parents=True)
+    good = images / "bird.jpg"
+    random_image(1).save(good)
+    labelled = images / CLASS_NAMES[3] / "ani.png"
+    random_image(2, (64, 64)).save(labelled)
+    corrupt = images / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
+    missing = images / "missing.png"
+    out = tmp_path / "out"
+
+    code = cli_main(
+        ["explain", "--model", str(folder), str(good), str(corrupt), str(missing), str(labelled)]
+        + ["--classes", "Laysan_Albatross", "Unknown_Bird", "--top-k", "2", "--out", str(out)]
+    )
+    assert code == 1  # something failed, the rest was processed
+    err = capsys.readouterr().err
+    assert "unknown class name 'Unknown_Bird'" in err
+    assert f"{corrupt}: not a readable image" in err
+    assert f"{missing}: no such file" in err
+
+    for stem in ("bird", "ani"):
+        for figure in ("top_traits", "heads"):
+            with Image.open(out / stem / f"{figure}.png") as png:
+                assert png.format == "PNG" and png.size[0] > 100
+    pixel_values = AutoImageProcessor.from_pretrained(folder)(Image.open(labelled), return_tensors="pt").pixel_values
+    predicted = int(model(pixel_values).logits.argmax())
+    assert (out / "ani" / "misclassified.png").exists() == (predicted != 3)
+
+    report = (out / "report.html").read_text()
+    embedded = re.findall(r"src='data:image/png;base64,([^']+)'", report)
+    assert len(embedded) == sum(1 for _ in out.glob("*/*.png"))
+    assert Image.open(io.BytesIO(base64.b64decode(embedded[0]))).format == "PNG"
+    assert "corrupt.jpg" in report and "no such file" in report and "<h2>" in report
+    assert str(tmp_path) not in re.sub(r"<h2>[^<]*</h2>|<li>[^<]*</li>", "", report)  # no links to other files
+
+
+def test_cli_explain_all_good_exits_zero_and_rejects_a_missing_model(saved, tmp_path, capsys):
+    folder, _, _ = saved
+    image = tmp_path / "x.png"
+    random_image(4).save(image)
+    assert cli_main(["explain", "--model", str(folder), str(image), "--out", str(tmp_path / "o"), "--stop", "2"]) == 0
+    assert cli_main(["explain", "--model", str(tmp_path / "nothing"), str(image)]) == 1
+    assert "not a saved Prompt-CAM model folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        cli_main(["explain", "--model", str(folder), str(image), "--stop", "many"])
+    assert usage.value.code == 2
