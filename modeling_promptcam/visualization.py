@@ -76,12 +76,12 @@ def plot_trait_map(
 
 
 def plot_head_grid(
-    image: Image.Image, view: ClassView, cmap: str = "jet", alpha: float = 0.5, columns: int = 4
+    image: Image.Image, view: ClassView, cmap: str = "jet", alpha: float = 0.5, columns: int = 7
 ) -> Figure:
-    """Every head's map of one class, in head order, each titled with the head's importance rank."""
+    """Every head's map of one class, in head order, each titled with the head's importance rank (* = top trait)."""
     ranks = _rank_of(view)
     heads = view.trait_maps.shape[0]
-    figure, axes = _panels(heads + 1, columns, f"{view.name} (p = {view.score:.3f}): all {heads} heads")
+    figure, axes = _panels(heads + 1, min(columns, heads + 1), f"{view.name} (p = {view.score:.3f}): all {heads} heads")
     _show(axes[0], image, None, "image", cmap, alpha)
     for head in range(heads):
         star = " *" if head in view.ranking.top_traits else ""
