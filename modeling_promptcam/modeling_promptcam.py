@@ -105,8 +105,6 @@ class PromptCamBackboneAdapter:
     Every supported family uses the transformers attention layout `attention.{q,k,v,o}_proj`.
     """
 
-    model_type: str = ""
-
     def __init__(self, backbone: PreTrainedModel):
         self.backbone = backbone
         self.config = backbone.config
@@ -149,9 +147,6 @@ class PromptCamBackboneAdapter:
     def attention_norm(self, layer: nn.Module) -> nn.Module:
         raise NotImplementedError
 
-    def mlp_norm(self, layer: nn.Module) -> nn.Module:
-        raise NotImplementedError
-
     def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
         """Residual branch after the attention output projection (before stochastic depth)."""
         raise NotImplementedError
@@ -163,8 +158,6 @@ class PromptCamBackboneAdapter:
 
 class ViTAdapter(PromptCamBackboneAdapter):
     """`ViTModel` (DINO ViT checkpoints, google/vit-*): pre-norm layers without layer scale."""
-
-    model_type = "vit"
 
     @classmethod
     def build_backbone(cls, backbone_config) -> PreTrainedModel:
@@ -189,9 +182,6 @@ class ViTAdapter(PromptCamBackboneAdapter):
     def attention_norm(self, layer: nn.Module) -> nn.Module:
         return layer.layernorm_before
 
-    def mlp_norm(self, layer: nn.Module) -> nn.Module:
-        return layer.layernorm_after
-
     def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
         return layer.dropout(attention_output)
 
@@ -205,8 +195,6 @@ class Dinov2Adapter(PromptCamBackboneAdapter):
     DINOv2 embeddings always interpolate their position embeddings, so any multiple of the patch size is accepted.
     """
 
-    model_type = "dinov2"
-
     def layers(self) -> nn.ModuleList:
         return self.backbone.encoder.layer
 
@@ -215,9 +203,6 @@ class Dinov2Adapter(PromptCamBackboneAdapter):
 
     def attention_norm(self, layer: nn.Module) -> nn.Module:
         return layer.norm1
-
-    def mlp_norm(self, layer: nn.Module) -> nn.Module:
-        return layer.norm2
 
     def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
         return layer.layer_scale1(attention_output)

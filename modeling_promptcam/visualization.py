@@ -81,7 +81,9 @@ def plot_head_grid(
     """Every head's map of one class, in head order, each titled with the head's importance rank (* = top trait)."""
     ranks = _rank_of(view)
     heads = view.trait_maps.shape[0]
-    figure, axes = _panels(heads + 1, min(columns, heads + 1), f"{view.name} (p = {view.score:.3f}): all {heads} heads")
+    figure, axes = _panels(
+        heads + 1, min(columns, heads + 1), f"{view.name} (p = {view.score:.3f}): all {heads} heads"
+    )
     _show(axes[0], image, None, "image", cmap, alpha)
     for head in range(heads):
         star = " *" if head in view.ranking.top_traits else ""
