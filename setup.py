@@ -12,7 +12,12 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["modeling_promptcam", "modeling_promptcam.*"]),
+    packages=find_packages(include=["modeling_promptcam", "modeling_promptcam.*"])
+    + ["modeling_promptcam.hub_configs"],
+    # the repository's hub_configs/ (one JSON per released model: the training presets) ships inside the package;
+    # a source checkout (editable install) reads them from hub_configs/ directly
+    package_dir={"modeling_promptcam.hub_configs": "hub_configs"},
+    package_data={"modeling_promptcam.hub_configs": ["*.json"]},
     install_requires=[
         # transformers 5.x moves model internals between minor releases (ViT layer names, config classes):
         # the range is the one the test suite was run against.
@@ -23,10 +28,17 @@ setup(
         "numpy>=1.24",
     ],
     extras_require={
-        "train": ["accelerate>=1.0", "datasets>=3.0", "tqdm>=4.60"],
+        "train": ["accelerate>=1.0", "datasets>=3.0"],
         "peft": ["peft>=0.21,<0.23"],
         "viz": ["matplotlib>=3.7"],
-        "dev": ["pytest>=8", "ruff==0.17.6", "matplotlib>=3.7"],  # ruff pinned: its formatter changes between releases
+        "dev": [
+            "pytest>=8",
+            "ruff==0.17.6",  # pinned: its formatter changes between releases
+            "matplotlib>=3.7",
+            "accelerate>=1.0",
+            "datasets>=3.0",
+            "peft>=0.21,<0.23",
+        ],  # ruff pinned: its formatter changes between releases
     },
     entry_points={"console_scripts": ["promptcam = modeling_promptcam.cli:main"]},
     classifiers=[

@@ -20,6 +20,23 @@ from .modeling_promptcam import (
 )
 from .pipeline_promptcam import PROMPT_CAM_TASK, PromptCamImageClassificationPipeline
 
+
+def load_prompt_adapter(directory: str, backbone: str | None = None) -> PromptCamForImageClassification:
+    """Rebuild a plain model from a prompt-only (PEFT) folder; see `modeling_promptcam.adapters` (needs peft)."""
+    from .adapters import load_prompt_adapter as load
+
+    return load(directory, backbone)
+
+
+def merge_prompt_adapter(
+    directory: str, output_dir: str, backbone: str | None = None
+) -> PromptCamForImageClassification:
+    """Write a standalone full checkpoint from a prompt-only folder; see `modeling_promptcam.adapters`."""
+    from .adapters import merge_prompt_adapter as merge
+
+    return merge(directory, output_dir, backbone)
+
+
 __version__ = "0.1.0"
 
 AutoConfig.register(PromptCamConfig.model_type, PromptCamConfig, exist_ok=True)
@@ -41,6 +58,8 @@ __all__ = [
     "SUPPORTED_BACKBONE_TYPES",
     "PromptCamImageClassificationPipeline",
     "TraitRanking",
+    "load_prompt_adapter",
+    "merge_prompt_adapter",
     "PromptCamConfig",
     "PromptCamForImageClassification",
     "PromptCamImageClassifierOutput",

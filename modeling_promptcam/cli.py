@@ -101,6 +101,57 @@ def _explain(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .data import DataError
+    from .training import TrainOptions, run_training
+
+    options = TrainOptions(
+        backbone=args.backbone,
+        data_dir=args.data_dir,
+        output_dir=args.output_dir,
+        preset=args.preset,
+        epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_min=args.lr_min,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        prompt_mode=args.prompt_mode,
+        prompt_dropout=args.prompt_dropout,
+        drop_path_rate=args.drop_path_rate,
+        image_size=args.image_size,
+        save_prompts_only=args.save_prompts_only,
+        resume=args.resume,
+        overwrite_output_dir=args.overwrite_output_dir,
+        push_to_hub=args.push_to_hub,
+        seed=args.seed,
+        eval_steps=args.eval_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        num_workers=args.num_workers,
+    )
+    try:
+        summary = run_training(options)
+    except (DataError, ValueError, ImportError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        _end_distributed()
+    if "final_dir" in summary:
+        accuracy = summary["validation_accuracy"]
+        shown = f"{accuracy:.4f}" if accuracy is not None else "n/a (no validation split)"
+        print(f"Validation accuracy {shown}; model in {summary['final_dir']}")
+    return 0
+
+
+def _end_distributed() -> None:
+    """Close the process group of a data-parallel run, so every process exits cleanly."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def _unique(name: str, used: set[str]) -> str:
     candidate, number = name, 2
     while candidate in used:
@@ -189,6 +240,46 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--alpha", type=float, default=0.5, help="opacity of the maps over the image (default 0.5)")
     explain.add_argument("--out", default="promptcam_explain", help="output folder (default promptcam_explain)")
     explain.set_defaults(run=_explain)
+
+    train = commands.add_parser(
+        "train",
+        help="train Prompt-CAM on an image folder",
+        description=(
+            "Train Prompt-CAM (frozen backbone, learned class prompts) with the paper's recipe on DATA/train/<class>/* "
+            "with evaluation on DATA/val/<class>/* each epoch; the best epoch on validation is kept. Values not given "
+            "come from --preset (see hub_configs/) or the paper's default recipe. Data-parallel: "
+            "'accelerate launch -m modeling_promptcam train ...' or 'torchrun --nproc_per_node N -m modeling_promptcam "
+            "train ...'. Writes checkpoints to OUTPUT_DIR and the final model to OUTPUT_DIR/final."
+        ),
+    )
+    train.add_argument("--backbone", required=True, help="ViT / DINOv2 checkpoint: a folder or a Hub id")
+    train.add_argument("--data-dir", required=True, help="folder with train/<class>/ (and val/<class>/)")
+    train.add_argument("--output-dir", required=True, help="checkpoints, logs and final/ go here")
+    train.add_argument("--preset", help="a recipe from hub_configs/, e.g. cub-dino, cub-dinov2 (default: the paper's)")
+    train.add_argument("--epochs", type=int, help="training epochs (paper: 100-130)")
+    train.add_argument("--warmup-epochs", type=int, help="linear warm-up epochs (paper: 20)")
+    train.add_argument("--batch-size", type=int, help="images per device and step (paper: 16)")
+    train.add_argument("--lr", type=float, help="peak learning rate (paper: 0.001-0.01 by dataset)")
+    train.add_argument("--lr-min", type=float, help="final learning rate of the cosine schedule (paper: 1e-6)")
+    train.add_argument("--weight-decay", type=float, help="SGD weight decay (paper: 1e-3)")
+    train.add_argument("--momentum", type=float, help="SGD momentum (paper: 0.9)")
+    train.add_argument("--prompt-mode", choices=("deep", "shallow"), help="prompt variant (paper: deep)")
+    train.add_argument("--prompt-dropout", type=float, help="prompt dropout (paper: 0.1 DINO, 0 DINOv2)")
+    train.add_argument("--drop-path-rate", type=float, help="stochastic depth (paper: 0.1 DINO, 0 DINOv2)")
+    train.add_argument("--image-size", type=int, help="training / evaluation image size (paper: 224)")
+    train.add_argument(
+        "--save-prompts-only",
+        action="store_true",
+        help="checkpoints and the final folder hold only the prompts and head (a PEFT adapter, a few MB)",
+    )
+    train.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    train.add_argument("--overwrite-output-dir", action="store_true", help="delete what OUTPUT_DIR holds first")
+    train.add_argument("--push-to-hub", metavar="REPO", help="upload the final folder to this Hub repository")
+    train.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    train.add_argument("--eval-steps", type=int, help="evaluate and save every N steps instead of every epoch")
+    train.add_argument("--gradient-accumulation-steps", type=int, default=1, help="default 1")
+    train.add_argument("--num-workers", type=int, default=0, help="data loading worker processes (default 0)")
+    train.set_defaults(run=_train)
     return parser
 
 

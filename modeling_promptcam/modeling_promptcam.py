@@ -276,6 +276,10 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
     goes through the backbone's attention implementation (SDPA by default).
     """
 
+    # `Trainer` reloads its own checkpoints (best model, resume) without key conversion, so training sets this to False
+    # while it runs; otherwise `save_pretrained` writes transformers' portable original key layout.
+    save_in_original_format: bool = True
+
     def __init__(self, config: PromptCamConfig):
         super().__init__(config)
         adapter_class = BACKBONE_ADAPTERS[config.backbone_config.model_type]
@@ -705,7 +709,8 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
                 "unchanged and the mismatched prompts are re-initialised (they need training)."
             ) from error
         # loading swaps in fresh parameter tensors, which would make the backbone trainable again
-        model.backbone.requires_grad_(False)
+        loaded = model[0] if isinstance(model, tuple) else model  # (model, loading_info) with output_loading_info
+        loaded.backbone.requires_grad_(False)
         return model
 
     def save_pretrained(
@@ -718,6 +723,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         given; otherwise Prompt-CAM's evaluation preprocessing for this backbone ([`promptcam_image_processor`]) is
         written, unless the folder already holds a `preprocessor_config.json` (e.g. one a trainer saved).
         """
+        kwargs.setdefault("save_original_format", self.save_in_original_format)
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         auto_map.setdefault("AutoModel", "modeling_promptcam.PromptCamForImageClassification")
         self.config.auto_map = auto_map
@@ -730,18 +736,19 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             promptcam_image_processor(self.config).save_pretrained(save_directory)
 
 
-def promptcam_image_processor(config: PromptCamConfig):
+def promptcam_image_processor(config: PromptCamConfig, image_size: int | tuple[int, int] | None = None):
     """Prompt-CAM's evaluation preprocessing for `config`'s backbone (official test transform).
 
-    Any PIL mode is converted to RGB, the image is resized to the backbone's image size without cropping (bilinear,
-    as torchvision's `Resize` on PIL images), rescaled to [0, 1] and normalised with mean = std = 0.5.
+    Any PIL mode is converted to RGB, the image is resized to `image_size` (default: the backbone's image size)
+    without cropping (bilinear, as torchvision's `Resize` on PIL images), rescaled to [0, 1] and normalised with
+    mean = std = 0.5.
     """
     # the torchvision backend when torchvision is installed, the PIL one otherwise (same resize: PIL's bilinear)
     if is_torchvision_available():
         from transformers import ViTImageProcessor as processor_class
     else:
         from transformers import ViTImageProcessorPil as processor_class
-    height, width = _pair(config.backbone_config.image_size)
+    height, width = _pair(image_size if image_size is not None else config.backbone_config.image_size)
     return processor_class(
         do_resize=True,
         size={"height": height, "width": width},

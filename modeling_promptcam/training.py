@@ -1,0 +1,315 @@
+"""Train Prompt-CAM with `Trainer` (single process, or data-parallel under `accelerate launch` / `torchrun`).
+
+`promptcam train` (and `python -m modeling_promptcam train`) call [`run_training`]; `examples/train.py` is the same
+pipeline written out for reading.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .configuration_promptcam import PromptCamConfig
+from .data import (
+    EvalTransform,
+    PromptCamCollator,
+    TrainTransform,
+    batch_transform,
+    check_image_folder,
+    load_image_folder,
+)
+from .modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
+from .presets import Recipe, load_preset
+
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is incomplete
+SUMMARY_FILE = "training_summary.json"
+# A stock ViTForImageClassification / Dinov2ForImageClassification checkpoint keeps its backbone under a prefix.
+BACKBONE_KEY_MAPPING = {r"^(vit|dinov2|dinov2_with_registers)\.": "backbone."}
+
+
+@dataclass
+class TrainOptions:
+    """What `promptcam train` takes; every recipe value left at None comes from the preset (or the paper's recipe)."""
+
+    backbone: str
+    data_dir: str
+    output_dir: str
+    preset: str | None = None
+    epochs: int | None = None
+    warmup_epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    lr_min: float | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
+    prompt_mode: str | None = None
+    prompt_dropout: float | None = None
+    drop_path_rate: float | None = None
+    image_size: int | None = None
+    save_prompts_only: bool = False
+    resume: bool = False
+    overwrite_output_dir: bool = False
+    push_to_hub: str | None = None
+    seed: int = 42
+    eval_steps: int | None = None
+    gradient_accumulation_steps: int = 1
+    num_workers: int = 0
+    verify_images: bool = True
+    extra: dict = field(default_factory=dict)  # further TrainingArguments, for programmatic use
+
+    def recipe(self) -> Recipe:
+        base, _ = load_preset(self.preset) if self.preset else (Recipe(), None)
+        overrides = {
+            "learning_rate": self.lr,
+            "epochs": self.epochs,
+            "warmup_epochs": self.warmup_epochs,
+            "batch_size": self.batch_size,
+            "lr_min": self.lr_min,
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "prompt_mode": self.prompt_mode,
+            "prompt_dropout": self.prompt_dropout,
+            "drop_path_rate": self.drop_path_rate,
+            "image_size": self.image_size,
+        }
+        values = {**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+        if self.image_size is not None and self.image_size != base.image_size:
+            # keep the recipe's resize-then-crop ratio (240 -> 224)
+            values["train_resize"] = round(self.image_size * base.train_resize / base.image_size)
+        return Recipe(**values)
+
+
+def accuracy_metric(eval_prediction) -> dict[str, float]:
+    """Top-1 accuracy, computed here (the `evaluate` library would download its metric from the Hub)."""
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` folder whose trainer state was written (the Trainer writes it last)."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if (
+            name.startswith("checkpoint-")
+            and name[11:].isdigit()
+            and os.path.isfile(os.path.join(path, TRAINER_STATE))
+        ):
+            steps.append((int(name[11:]), path))
+    return max(steps)[1] if steps else None
+
+
+def check_output_dir(options: TrainOptions, is_main_process: bool = True) -> str | None:
+    """Refuse to mix runs: a non-empty output folder needs --resume (continue it) or --overwrite-output-dir.
+    Returns the checkpoint to resume from, if any. Only the main process deletes an overwritten folder."""
+    occupied = os.path.isdir(options.output_dir) and bool(os.listdir(options.output_dir))
+    if options.resume:
+        checkpoint = last_complete_checkpoint(options.output_dir)
+        if checkpoint is None:
+            raise ValueError(f"--resume: {options.output_dir} has no complete checkpoint to continue from.")
+        return checkpoint
+    if occupied and not options.overwrite_output_dir:
+        raise ValueError(
+            f"{options.output_dir} already holds files (another run?). Pass --resume to continue it, "
+            "--overwrite-output-dir to replace it, or choose a new folder."
+        )
+    if occupied and options.overwrite_output_dir and is_main_process:
+        shutil.rmtree(options.output_dir, ignore_errors=True)
+    return None
+
+
+def build_model(
+    options: TrainOptions, recipe: Recipe, class_names: list[str]
+) -> tuple[PromptCamForImageClassification, Recipe]:
+    """Load the stock backbone weights into a new Prompt-CAM model for these classes; returns it and the recipe with
+    the backbone family's regularisers filled in."""
+    from transformers import AutoConfig
+
+    backbone_config = AutoConfig.from_pretrained(options.backbone)
+    if getattr(backbone_config, "model_type", None) == "vit" and backbone_config.image_size != recipe.image_size:
+        raise ValueError(
+            f"The ViT backbone {options.backbone} takes {backbone_config.image_size} px images but the recipe uses "
+            f"{recipe.image_size}; pass --image-size {backbone_config.image_size}. (DINOv2 backbones take any size.)"
+        )
+    recipe = recipe.resolved(getattr(backbone_config, "model_type", ""))
+    config = PromptCamConfig(
+        backbone_config=backbone_config,  # any other type is refused here, naming the supported ones
+        id2label=dict(enumerate(class_names)),
+        label2id={name: index for index, name in enumerate(class_names)},
+        prompt_mode=recipe.prompt_mode,
+        prompt_dropout=recipe.prompt_dropout,
+        drop_path_rate=recipe.drop_path_rate,
+    )
+    model, info = PromptCamForImageClassification.from_pretrained(
+        options.backbone, config=config, key_mapping=BACKBONE_KEY_MAPPING, output_loading_info=True
+    )
+    missing_backbone = [key for key in info["missing_keys"] if key.startswith("backbone.") and "mask_token" not in key]
+    if missing_backbone:
+        raise ValueError(
+            f"{options.backbone}: {len(missing_backbone)} backbone weights were not in the checkpoint (e.g. "
+            f"{missing_backbone[0]}); give a ViT / DINOv2 checkpoint such as facebook/dino-vitb16 or facebook/dinov2-base."
+        )
+    return model, recipe
+
+
+def run_training(options: TrainOptions, callbacks: list | None = None, record_samples: bool = False) -> dict:
+    """Train, evaluate each epoch, keep the best checkpoint on the validation split, write the final folder.
+
+    Returns a summary (also written to `training_summary.json`): metrics, recipe, data sizes, output paths.
+    """
+    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers.integrations import is_tensorboard_available
+
+    recipe = options.recipe()
+    recipe.validate()
+    splits = check_image_folder(options.data_dir, options.verify_images)
+    has_validation = splits.validation_dir is not None
+    strategy = "steps" if options.eval_steps else "epoch"
+    settings = dict(
+        output_dir=options.output_dir,
+        num_train_epochs=recipe.epochs,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        optim="sgd",
+        optim_args=f"momentum={recipe.momentum}",
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": recipe.lr_min},
+        warmup_steps=recipe.warmup_epochs / recipe.epochs,  # a float below 1 is a fraction of all steps
+        eval_strategy=strategy if has_validation else "no",
+        save_strategy=strategy,
+        eval_steps=options.eval_steps,
+        save_steps=options.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=has_validation,
+        metric_for_best_model="accuracy" if has_validation else None,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=10,
+        remove_unused_columns=False,  # the transform produces pixel_values / labels on the fly
+        ddp_find_unused_parameters=False,  # every trainable parameter is used in every step
+        dataloader_num_workers=options.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        seed=options.seed,
+        report_to=["tensorboard"] if is_tensorboard_available() else "none",
+        # data-parallel on CPU (gloo) needs Accelerate's CPU mode; `accelerate launch --cpu` sets it, torchrun not
+        use_cpu=_distributed_cpu_launch(),
+    )
+    settings.update(options.extra)  # programmatic overrides win
+    arguments = TrainingArguments(**settings)
+    # set up the (distributed) state now, before from_pretrained would claim the process group for itself
+    _ = arguments.device
+    resume_from = check_output_dir(options, is_main_process=arguments.process_index == 0)
+    with arguments.main_process_first(desc="reading the image folder"):
+        dataset, class_names = load_image_folder(options.data_dir, splits=splits)
+    set_seed(options.seed)  # the prompt initialisation is part of the run: same seed, same prompts
+    model, recipe = build_model(options, recipe, class_names)
+    image_processor = promptcam_image_processor(model.config, image_size=recipe.image_size)
+
+    dataset["train"] = dataset["train"].with_transform(
+        batch_transform(TrainTransform(recipe.image_size, recipe.train_resize))
+    )
+    if has_validation:
+        dataset["validation"] = dataset["validation"].with_transform(batch_transform(EvalTransform(image_processor)))
+
+    model.save_in_original_format = False  # for the Trainer's own checkpoints; the final folder is portable
+    if options.save_prompts_only:
+        from .adapters import wrap_for_prompt_training
+
+        model = wrap_for_prompt_training(model, backbone=options.backbone)
+
+    collator = PromptCamCollator(record=record_samples)
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset["validation"] if has_validation else None,
+        data_collator=collator,
+        compute_metrics=accuracy_metric,
+        processing_class=image_processor,
+        callbacks=callbacks,
+    )
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics = trainer.evaluate() if has_validation else {}
+
+    summary = {
+        "backbone": options.backbone,
+        "data_dir": os.path.abspath(options.data_dir),
+        "classes": len(class_names),
+        "train_images": len(dataset["train"]),
+        "validation_images": len(dataset["validation"]) if has_validation else 0,
+        "recipe": recipe.to_dict(),
+        "preset": options.preset,
+        "train_loss": result.training_loss,
+        "validation_accuracy": metrics.get("eval_accuracy"),
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "world_size": arguments.world_size,
+        "prompts_only": options.save_prompts_only,
+    }
+    unwrapped = trainer.model.get_base_model() if hasattr(trainer.model, "peft_config") else trainer.model
+    unwrapped.save_in_original_format = True
+    if trainer.is_world_process_zero():
+        final_dir = os.path.join(options.output_dir, "final")
+        save_final(trainer.model, image_processor, final_dir, summary)
+        summary["final_dir"] = final_dir
+        _write_json_atomically(os.path.join(options.output_dir, SUMMARY_FILE), summary)
+        if options.push_to_hub:
+            from .hub import push_folder
+
+            summary["hub_url"] = push_folder(final_dir, options.push_to_hub)
+    trainer.accelerator.wait_for_everyone()
+    summary["trainer"] = trainer
+    return summary
+
+
+def _distributed_cpu_launch() -> bool:
+    accelerators = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return not accelerators and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def save_final(model, image_processor, final_dir: str, summary: dict) -> None:
+    """Write the final model (or prompt adapter) folder atomically: into a temporary folder, then renamed."""
+    from .hub import write_model_card
+
+    staging = f"{final_dir}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    if hasattr(model, "peft_config"):
+        from .adapters import save_prompt_adapter
+
+        save_prompt_adapter(model, staging)
+    else:
+        model.save_pretrained(staging)
+    image_processor.save_pretrained(staging)
+    write_model_card(staging, summary)
+    if os.path.isdir(final_dir):
+        shutil.rmtree(final_dir)
+    os.replace(staging, final_dir)
+
+
+def _write_json_atomically(path: str, data: dict) -> None:
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump({k: v for k, v in data.items() if _is_json(v)}, handle, indent=2)
+    os.replace(temporary, path)
+
+
+def _is_json(value) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return not (isinstance(value, float) and math.isnan(value))
+
+
+__all__ = ["TrainOptions", "accuracy_metric", "build_model", "last_complete_checkpoint", "run_training"]

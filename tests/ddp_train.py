@@ -1,0 +1,38 @@
+"""Run by the data-parallel test under torchrun: trains on a tiny folder and records what this rank saw."""
+
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from modeling_promptcam.training import TrainOptions, run_training  # noqa: E402
+
+backbone, data_dir, output_dir, record_dir = sys.argv[1:5]
+options = TrainOptions(
+    backbone=backbone,
+    data_dir=data_dir,
+    output_dir=output_dir,
+    epochs=2,
+    warmup_epochs=1,
+    batch_size=4,
+    lr=0.05,
+    image_size=32,
+    extra={"load_best_model_at_end": False},
+)
+summary = run_training(options, record_samples=True)
+trainer = summary["trainer"]
+rank = int(os.environ.get("RANK", 0))
+prompts = trainer.model.prompt_head.prompt_embeddings.detach()
+record = {
+    "rank": rank,
+    "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
+    "backend": torch.distributed.get_backend_config() if torch.distributed.is_initialized() else None,
+    "seen_sample_ids": trainer.data_collator.seen_sample_ids,
+    "prompts": prompts.flatten().tolist(),
+}
+with open(os.path.join(record_dir, f"rank{rank}.json"), "w") as handle:
+    json.dump(record, handle)
+torch.distributed.destroy_process_group()

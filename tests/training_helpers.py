@@ -1,0 +1,34 @@
+"""A tiny, easy image-folder task and a tiny random backbone, for training tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import ViTModel
+
+from tests.helpers import randomize_, tiny_backbone_config
+
+CLASS_COLOURS = {"001.Red_Finch": (200, 40, 40), "002.Green_Finch": (40, 200, 40), "003.Blue_Finch": (40, 40, 200)}
+
+
+def write_image_folder(root, train_per_class: int = 16, val_per_class: int = 6, seed: int = 0, size: int = 32):
+    """train/ and val/ folders of noisy single-colour images, one colour per class (an easy task)."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for name, colour in CLASS_COLOURS.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                noise = rng.normal(0, 30, (size, size, 3))
+                array = np.clip(np.asarray(colour)[None, None] + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(array).save(folder / f"{index}.png")
+    return root
+
+
+def write_tiny_backbone(folder, seed: int = 0):
+    """A random ViTModel checkpoint folder (stock layout) of the tiny test shape."""
+    torch.manual_seed(seed)
+    backbone = randomize_(ViTModel(tiny_backbone_config("vit")), seed)
+    backbone.save_pretrained(folder)
+    return folder
