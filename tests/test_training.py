@@ -344,3 +344,13 @@ def test_odd_image_modes_become_rgb():
     assert to_rgb(Image.new("RGBA", (2, 2))).mode == "RGB"
     assert to_rgb(Image.new("L", (2, 2), 7)).getpixel((0, 0)) == (7, 7, 7)
     assert to_rgb(Image.new("CMYK", (2, 2))).mode == "RGB"
+
+
+def test_train_example_script_runs(workspace, tmp_path):
+    command = [sys.executable, str(REPO / "examples" / "train.py"), "--backbone", str(workspace / "backbone")]
+    command += ["--data-dir", str(workspace / "data"), "--output-dir", str(tmp_path / "run"), "--epochs", "3"]
+    command += ["--lr", "0.05", "--image-size", "32"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=_ddp_environment(tmp_path))
+    assert "eval_accuracy" in result.stdout
+    model = PromptCamForImageClassification.from_pretrained(tmp_path / "run" / "final")
+    assert model.config.num_labels == 3
