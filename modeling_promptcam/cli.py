@@ -108,6 +108,9 @@ def _train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         backbone=args.backbone,
         data_dir=args.data_dir,
+        dataset=args.dataset,
+        image_column=args.image_column,
+        label_column=args.label_column,
         output_dir=args.output_dir,
         preset=args.preset,
         epochs=args.epochs,
@@ -253,7 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     train.add_argument("--backbone", required=True, help="ViT / DINOv2 checkpoint: a folder or a Hub id")
-    train.add_argument("--data-dir", required=True, help="folder with train/<class>/ (and val/<class>/)")
+    data = train.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data-dir", help="folder with train/<class>/ (and val/<class>/)")
+    data.add_argument(
+        "--dataset",
+        help="instead of --data-dir: a datasets dataset (a save_to_disk folder or a load_dataset name) with a train "
+        "split (and validation / val / test), an Image column and a ClassLabel column",
+    )
+    train.add_argument("--image-column", default="image", help="image column of --dataset (default image)")
+    train.add_argument("--label-column", default="label", help="class-label column of --dataset (default label)")
     train.add_argument("--output-dir", required=True, help="checkpoints, logs and final/ go here")
     train.add_argument("--preset", help="a recipe from hub_configs/, e.g. cub-dino, cub-dinov2 (default: the paper's)")
     train.add_argument("--epochs", type=int, help="training epochs (paper: 100-130)")

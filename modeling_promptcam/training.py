@@ -23,6 +23,7 @@ from .data import (
     batch_transform,
     check_image_folder,
     load_image_folder,
+    load_saved_dataset,
 )
 from .modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
 from .presets import Recipe, load_preset
@@ -38,7 +39,7 @@ class TrainOptions:
     """What `promptcam train` takes; every recipe value left at None comes from the preset (or the paper's recipe)."""
 
     backbone: str
-    data_dir: str
+    data_dir: str | None
     output_dir: str
     preset: str | None = None
     epochs: int | None = None
@@ -61,6 +62,9 @@ class TrainOptions:
     gradient_accumulation_steps: int = 1
     num_workers: int = 0
     verify_images: bool = True
+    dataset: str | None = None  # a `datasets` dataset (save_to_disk folder or load_dataset name) instead of data_dir
+    image_column: str = "image"
+    label_column: str = "label"
     extra: dict = field(default_factory=dict)  # further TrainingArguments, for programmatic use
 
     def recipe(self) -> Recipe:
@@ -171,8 +175,14 @@ def run_training(options: TrainOptions, callbacks: list | None = None, record_sa
 
     recipe = options.recipe()
     recipe.validate()
-    splits = check_image_folder(options.data_dir, options.verify_images)
-    has_validation = splits.validation_dir is not None
+    if (options.data_dir is None) == (options.dataset is None):
+        raise ValueError("Give exactly one of --data-dir (an image folder) and --dataset (a datasets dataset).")
+    splits = check_image_folder(options.data_dir, options.verify_images) if options.data_dir else None
+    if splits is None:
+        dataset, class_names = load_saved_dataset(options.dataset, options.image_column, options.label_column)
+        has_validation = "validation" in dataset
+    else:
+        has_validation = splits.validation_dir is not None
     strategy = "steps" if options.eval_steps else "epoch"
     settings = dict(
         output_dir=options.output_dir,
@@ -211,8 +221,9 @@ def run_training(options: TrainOptions, callbacks: list | None = None, record_sa
     # set up the (distributed) state now, before from_pretrained would claim the process group for itself
     _ = arguments.device
     resume_from = check_output_dir(options, is_main_process=arguments.process_index == 0)
-    with arguments.main_process_first(desc="reading the image folder"):
-        dataset, class_names = load_image_folder(options.data_dir, splits=splits)
+    if splits is not None:
+        with arguments.main_process_first(desc="reading the image folder"):
+            dataset, class_names = load_image_folder(options.data_dir, splits=splits)
     set_seed(options.seed)  # the prompt initialisation is part of the run: same seed, same prompts
     model, recipe = build_model(options, recipe, class_names)
     image_processor = promptcam_image_processor(model.config, image_size=recipe.image_size)
@@ -245,7 +256,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None, record_sa
 
     summary = {
         "backbone": options.backbone,
-        "data_dir": os.path.abspath(options.data_dir),
+        "data_dir": os.path.abspath(options.data_dir) if options.data_dir else options.dataset,
         "classes": len(class_names),
         "train_images": len(dataset["train"]),
         "validation_images": len(dataset["validation"]) if has_validation else 0,

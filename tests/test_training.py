@@ -354,3 +354,34 @@ def test_train_example_script_runs(workspace, tmp_path):
     assert "eval_accuracy" in result.stdout
     model = PromptCamForImageClassification.from_pretrained(tmp_path / "run" / "final")
     assert model.config.num_labels == 3
+
+
+def test_training_on_a_datasets_dataset_with_other_column_names(workspace, tmp_path, capsys):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features
+    from datasets import Image as ImageFeature
+
+    def split(per_class, seed):
+        rng = np.random.default_rng(seed)
+        images, labels = [], []
+        for label, colour in enumerate(CLASS_COLOURS.values()):
+            for _ in range(per_class):
+                noise = rng.normal(0, 30, (32, 32, 3))
+                images.append(Image.fromarray(np.clip(np.asarray(colour) + noise, 0, 255).astype(np.uint8)))
+                labels.append(label)
+        features = Features({"picture": ImageFeature(), "species": ClassLabel(names=["red", "green", "blue"])})
+        return Dataset.from_dict({"picture": images, "species": labels}, features=features)
+
+    DatasetDict({"train": split(12, 0), "test": split(4, 1)}).save_to_disk(tmp_path / "saved")
+    base = ["train", "--backbone", str(workspace / "backbone"), "--dataset", str(tmp_path / "saved")]
+    base += ["--epochs", "4", "--warmup-epochs", "1", "--batch-size", "8", "--lr", "0.05", "--image-size", "32"]
+    assert cli_main(base + ["--output-dir", str(tmp_path / "bad")]) == 1
+    assert "has no column 'image' (columns: picture, species)" in capsys.readouterr().err
+    code = cli_main(
+        base + ["--image-column", "picture", "--label-column", "species", "--output-dir", str(tmp_path / "run")]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert (summary["train_images"], summary["validation_images"]) == (36, 12)
+    assert summary["validation_accuracy"] >= 0.8
+    model = PromptCamForImageClassification.from_pretrained(tmp_path / "run" / "final")
+    assert model.config.id2label == {0: "red", 1: "green", 2: "blue"}
