@@ -97,6 +97,22 @@ def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> 
     return hidden_states.div(keep_prob) * keep
 
 
+def attention_scaling(attention: nn.Module) -> float:
+    """The softmax scale of a transformers attention module (`scaling` in most, `scale` in CLIP / SigLIP)."""
+    return attention.scaling if hasattr(attention, "scaling") else attention.scale
+
+
+def attention_dropout(attention: nn.Module) -> float:
+    """The attention-probability dropout of a transformers attention module."""
+    value = getattr(attention, "attention_dropout", None)
+    return value if value is not None else getattr(attention, "dropout", 0.0)
+
+
+def attention_output(attention: nn.Module) -> nn.Linear:
+    """The output projection (`o_proj`, or `out_proj` in CLIP / SigLIP)."""
+    return attention.o_proj if hasattr(attention, "o_proj") else attention.out_proj
+
+
 class PromptCamBackboneAdapter:
     """How Prompt-CAM drives the modules of one backbone family.
 
@@ -140,9 +156,21 @@ class PromptCamBackboneAdapter:
     def final_layernorm(self) -> nn.Module:
         return self.backbone.layernorm
 
+    def attention(self, layer: nn.Module) -> nn.Module:
+        return layer.attention
+
     def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
         """`(B, 3, H, W)` pixels -> `(B, prefix + M, D)` tokens [CLS, registers, patches] with positions added."""
         raise NotImplementedError
+
+    def position_state(self, pixel_values: torch.Tensor):
+        """Per-forward positional state the attention needs (rotary tables); None for absolute position embeddings."""
+        return None
+
+    def rotate(self, states: torch.Tensor, position_state) -> torch.Tensor:
+        """Apply rotary position embeddings to the patch rows (the last M) of queries or keys `(B, heads, n, head_dim)`;
+        prefix rows (prompts, CLS, registers) are not rotated. Identity for absolute position embeddings."""
+        return states
 
     def attention_norm(self, layer: nn.Module) -> nn.Module:
         raise NotImplementedError
@@ -343,21 +371,23 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
     ) -> torch.Tensor:
         """Attention without weights through the backbone's implementation. Returns `(B, n_query, heads * head_dim)`."""
         implementation = attention.config._attn_implementation or "sdpa"
-        dropout = attention.attention_dropout if self.training else 0.0
+        dropout = attention_dropout(attention) if self.training else 0.0
         if implementation == "eager":
             output, _ = self._attend_with_weights(attention, query, key, value)
             return output
         attention_interface = ALL_ATTENTION_FUNCTIONS[implementation]
-        output, _ = attention_interface(attention, query, key, value, None, dropout=dropout, scaling=attention.scaling)
+        output, _ = attention_interface(
+            attention, query, key, value, None, dropout=dropout, scaling=attention_scaling(attention)
+        )
         return output.reshape(*output.shape[:2], -1)
 
     def _attend_with_weights(
         self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Explicit softmax attention. Returns `(B, n_query, heads * head_dim)` and weights `(B, heads, n_query, n_key)`."""
-        scores = torch.matmul(query, key.transpose(-1, -2)) * attention.scaling
+        scores = torch.matmul(query, key.transpose(-1, -2)) * attention_scaling(attention)
         weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        dropped = nn.functional.dropout(weights, p=attention.attention_dropout, training=self.training)
+        dropped = nn.functional.dropout(weights, p=attention_dropout(attention), training=self.training)
         output = torch.matmul(dropped, value).transpose(1, 2)
         return output.reshape(*output.shape[:2], -1), weights
 
@@ -366,18 +396,20 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
 
     # ----------------------------------------------------------------------------------------------- layers
     def _image_token_layer(
-        self, layer: nn.Module, hidden_states: torch.Tensor, prompts: torch.Tensor | None
+        self, layer: nn.Module, hidden_states: torch.Tensor, prompts: torch.Tensor | None, position_state=None
     ) -> torch.Tensor:
         """One backbone layer for the rows of `hidden_states` `(B, N, D)`, which also attend to `prompts` `(C, D)`.
 
         The prompts' own outputs are not needed (they are dropped after the layer), so only their keys and values are
         computed, once for the whole batch. With `prompts=None` this is the plain layer over `hidden_states`.
         """
-        attention = layer.attention
+        attention = self.adapter.attention(layer)
         normed = self.adapter.attention_norm(layer)(hidden_states)
         query = self._split_heads(attention, attention.q_proj, normed)
         key = self._split_heads(attention, attention.k_proj, normed)
         value = self._split_heads(attention, attention.v_proj, normed)
+        query = self.adapter.rotate(query, position_state)
+        key = self.adapter.rotate(key, position_state)
         if prompts is not None:
             normed_prompts = self.adapter.attention_norm(layer)(prompts[None])
             batch = hidden_states.shape[0]
@@ -385,39 +417,41 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             prompt_value = self._split_heads(attention, attention.v_proj, normed_prompts).expand(batch, -1, -1, -1)
             key = torch.cat((prompt_key, key), dim=2)
             value = torch.cat((prompt_value, value), dim=2)
-        attended = attention.o_proj(self._attend(attention, query, key, value))
+        attended = attention_output(attention)(self._attend(attention, query, key, value))
         hidden_states = self._residual(hidden_states, self.adapter.attention_branch(layer, attended))
         return self._residual(hidden_states, self.adapter.mlp_branch(layer, hidden_states))
 
     def _last_layer_inputs(
         self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, object]:
         """Run the backbone up to its last layer.
 
         Returns the class prompts entering the last layer, `(1, C, D)` in deep mode (the learned ones, shared by the
-        batch) or `(B, C, D)` in shallow mode, and the image tokens [CLS, registers, patches] entering it, `(B, T, D)`.
+        batch) or `(B, C, D)` in shallow mode, the image tokens [CLS, registers, patches] entering it, `(B, T, D)`, and
+        the backbone's positional state for the attention (rotary tables; None for absolute position embeddings).
         """
         num_labels = self.config.num_labels
         prompts = self.prompt_head()
         layers = self.adapter.layers()
         hidden_states = self.adapter.embed(pixel_values, interpolate_pos_encoding)
+        position_state = self.adapter.position_state(pixel_values)
         if self.config.prompt_mode == "deep":
             for layer, layer_prompts in zip(layers[:-1], prompts[:-1]):
-                hidden_states = self._image_token_layer(layer, hidden_states, layer_prompts)
-            return prompts[-1][None], hidden_states
+                hidden_states = self._image_token_layer(layer, hidden_states, layer_prompts, position_state)
+            return prompts[-1][None], hidden_states, position_state
         # shallow: the class prompts are ordinary tokens of every layer; only the last layer is cut to their rows
         batch = hidden_states.shape[0]
         hidden_states = torch.cat((prompts[0][None].expand(batch, -1, -1), hidden_states), dim=1)
         for layer in layers[:-1]:
-            hidden_states = self._image_token_layer(layer, hidden_states, None)
-        return hidden_states[:, :num_labels], hidden_states[:, num_labels:]
+            hidden_states = self._image_token_layer(layer, hidden_states, None, position_state)
+        return hidden_states[:, :num_labels], hidden_states[:, num_labels:], position_state
 
     def _last_layer_projections(
-        self, layer: nn.Module, prompt_states: torch.Tensor, image_states: torch.Tensor
+        self, layer: nn.Module, prompt_states: torch.Tensor, image_states: torch.Tensor, position_state=None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries of the class prompts `(B, heads, C, head_dim)`; keys and values of all tokens
         `(B, heads, C + T, head_dim)`, in the official order [prompts, CLS, registers, patches]."""
-        attention = layer.attention
+        attention = self.adapter.attention(layer)
         batch = image_states.shape[0]
         norm = self.adapter.attention_norm(layer)
         normed_prompts, normed_image = norm(prompt_states), norm(image_states)
@@ -426,7 +460,8 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             return self._split_heads(attention, projection, states).expand(batch, -1, -1, -1)
 
         query = heads(attention.q_proj, normed_prompts)
-        key = torch.cat((heads(attention.k_proj, normed_prompts), heads(attention.k_proj, normed_image)), dim=2)
+        image_keys = self.adapter.rotate(heads(attention.k_proj, normed_image), position_state)
+        key = torch.cat((heads(attention.k_proj, normed_prompts), image_keys), dim=2)
         value = torch.cat((heads(attention.v_proj, normed_prompts), heads(attention.v_proj, normed_image)), dim=2)
         return query, key, value
 
@@ -439,8 +474,8 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         Returns:
             logits `(B, n)`: output projection, residuals, MLP, the backbone's final LayerNorm, the shared head.
         """
-        attention_output = self.adapter.attention_branch(layer, layer.attention.o_proj(attended))
-        hidden_states = self._residual(prompt_states, attention_output)
+        projected = attention_output(self.adapter.attention(layer))(attended)
+        hidden_states = self._residual(prompt_states, self.adapter.attention_branch(layer, projected))
         hidden_states = self._residual(hidden_states, self.adapter.mlp_branch(layer, hidden_states))
         return self.prompt_head.score(self.adapter.final_layernorm()(hidden_states)).squeeze(-1)
 
@@ -449,7 +484,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
     ) -> torch.Tensor:
         """Softmax attention weights `(B, heads, K, keys)` of the prompt rows `rows` `(B, K)` only."""
         index = rows[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
-        scores = torch.matmul(torch.gather(query, 2, index), key.transpose(-1, -2)) * attention.scaling
+        scores = torch.matmul(torch.gather(query, 2, index), key.transpose(-1, -2)) * attention_scaling(attention)
         return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
 
     def _trait_maps(self, attention_weights: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
@@ -511,19 +546,20 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         output_trait_maps = output_trait_maps or trait_map_classes is not None or trait_map_top_k is not None
         self._check_inputs(pixel_values, labels, trait_map_classes, interpolate_pos_encoding)
 
-        class_prompts, image_states = self._last_layer_inputs(pixel_values, interpolate_pos_encoding)
+        class_prompts, image_states, position_state = self._last_layer_inputs(pixel_values, interpolate_pos_encoding)
         layer = self.adapter.layers()[-1]
-        query, key, value = self._last_layer_projections(layer, class_prompts, image_states)
+        attention = self.adapter.attention(layer)
+        query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
         attention_weights = None
         if output_trait_maps and trait_map_classes is None and trait_map_top_k is None:
-            attended, attention_weights = self._attend_with_weights(layer.attention, query, key, value)
+            attended, attention_weights = self._attend_with_weights(attention, query, key, value)
         else:
-            attended = self._attend(layer.attention, query, key, value)
+            attended = self._attend(attention, query, key, value)
         logits = self._prompt_logits(layer, class_prompts, attended)
         if trait_map_top_k is not None:
             trait_map_classes = logits.detach().topk(trait_map_top_k, dim=-1).indices
         if trait_map_classes is not None:
-            attention_weights = self._row_attention_weights(layer.attention, query, key, trait_map_classes)
+            attention_weights = self._row_attention_weights(attention, query, key, trait_map_classes)
         trait_maps = None
         if attention_weights is not None:
             trait_maps = self._trait_maps(attention_weights, pixel_values.shape[2:])
@@ -596,10 +632,13 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         was_training = self.training
         self.eval()
         try:
-            class_prompts, image_states = self._last_layer_inputs(pixel_values, interpolate_pos_encoding)
+            class_prompts, image_states, position_state = self._last_layer_inputs(
+                pixel_values, interpolate_pos_encoding
+            )
             layer = self.adapter.layers()[-1]
-            query, key, value = self._last_layer_projections(layer, class_prompts, image_states)
-            logits = self._prompt_logits(layer, class_prompts, self._attend(layer.attention, query, key, value))
+            query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
+            attention = self.adapter.attention(layer)
+            logits = self._prompt_logits(layer, class_prompts, self._attend(attention, query, key, value))
             columns = logits.argmax(-1)[:, None] if targets is None else targets.reshape(batch, -1)
             rankings = [
                 self._greedy_head_ranking(layer, class_prompts, query, key, value, logits, columns[:, k], blur, stop)
@@ -624,13 +663,15 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         stop: str | int,
     ) -> list[TraitRanking]:
         """The greedy loop for one target class per image (`targets` `(B,)`), batched over images and candidates."""
-        attention = layer.attention
+        attention = self.adapter.attention(layer)
         batch, num_heads, _, head_dim = query.shape
         images = torch.arange(batch, device=query.device)
         # the target prompt's attention output per head, as computed, and as blurred
         target_query = query[images, :, targets][:, :, None]  # (B, heads, 1, head_dim)
         weights = nn.functional.softmax(
-            torch.matmul(target_query, key.transpose(-1, -2)) * attention.scaling, dim=-1, dtype=torch.float32
+            torch.matmul(target_query, key.transpose(-1, -2)) * attention_scaling(attention),
+            dim=-1,
+            dtype=torch.float32,
         ).to(query.dtype)
         attended_heads = torch.matmul(weights, value)[:, :, 0]  # (B, heads, head_dim)
         blurred_keys = (
