@@ -7,7 +7,16 @@ import copy
 from transformers import AutoConfig, PreTrainedConfig
 
 # Backbone families the Prompt-CAM forward pass knows how to drive (see `modeling_promptcam.BACKBONE_ADAPTERS`).
-SUPPORTED_BACKBONE_TYPES = ("vit", "dinov2", "dinov2_with_registers")
+SUPPORTED_BACKBONE_TYPES = (
+    "vit",
+    "dinov2",
+    "dinov2_with_registers",
+    "dinov3_vit",
+    "clip_vision_model",
+    "siglip_vision_model",
+)
+# image-text models whose vision tower is the backbone
+VISION_TOWER_OF = {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}
 PROMPT_MODES = ("deep", "shallow")
 # How `pipeline("prompt-cam", model=folder, trust_remote_code=True)` finds the pipeline code saved in the folder.
 PROMPT_CAM_CUSTOM_PIPELINES = {
@@ -26,9 +35,10 @@ class PromptCamConfig(PreTrainedConfig):
 
     Args:
         backbone_config (`PreTrainedConfig` or `dict`, *optional*):
-            Configuration of the frozen backbone: a `ViTConfig` (DINO, ViT), `Dinov2Config` or
-            `Dinov2WithRegistersConfig`, as an object or as its dict (with `model_type`). Defaults to a
-            `Dinov2Config()` (ViT-B/14 shape).
+            Configuration of the frozen backbone: a `ViTConfig` (DINO, ViT), `Dinov2Config`,
+            `Dinov2WithRegistersConfig`, `DINOv3ViTConfig`, `CLIPVisionConfig` or `SiglipVisionConfig` (a full
+            `CLIPConfig` / `SiglipConfig` gives its vision tower), as an object or as its dict (with `model_type`).
+            Defaults to a `Dinov2Config()` (ViT-B/14 shape).
         prompt_mode (`str`, *optional*, defaults to `"deep"`):
             `"deep"` (the paper's main variant): every layer gets its own C prompts, whose outputs are dropped after
             the layer; the last layer's C prompts are the class prompts that are scored. `"shallow"`: C class prompts
@@ -137,6 +147,13 @@ def _resolve_backbone_config(backbone_config: PreTrainedConfig | dict | None) ->
     """Turn `backbone_config` (object, dict with `model_type`, or None) into a supported backbone config object."""
     if backbone_config is None:
         backbone_config = {"model_type": "dinov2"}
+    if isinstance(backbone_config, dict) and backbone_config.get("model_type") in VISION_TOWER_OF:
+        backbone_config = {
+            "model_type": VISION_TOWER_OF[backbone_config["model_type"]],
+            **backbone_config["vision_config"],
+        }
+    if isinstance(backbone_config, PreTrainedConfig) and backbone_config.model_type in VISION_TOWER_OF:
+        backbone_config = backbone_config.vision_config  # a full CLIP / SigLIP config: its vision tower
     if isinstance(backbone_config, dict):
         model_type = backbone_config.get("model_type")
         if model_type not in SUPPORTED_BACKBONE_TYPES:

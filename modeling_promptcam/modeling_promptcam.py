@@ -239,10 +239,82 @@ class Dinov2Adapter(PromptCamBackboneAdapter):
         return layer.layer_scale2(layer.mlp(layer.norm2(hidden_states)))
 
 
+class Dinov3Adapter(Dinov2Adapter):
+    """`DINOv3ViTModel`: rotary position embeddings on the patch tokens only, registers after CLS, layer scale, MLP or
+    gated MLP. Prompts are prefix tokens, like CLS and the registers, so they are not rotated."""
+
+    def layers(self) -> nn.ModuleList:
+        return self.backbone.model.layer
+
+    def final_layernorm(self) -> nn.Module:
+        return self.backbone.norm
+
+    def position_state(self, pixel_values: torch.Tensor):
+        return self.backbone.rope_embeddings(pixel_values)  # (cos, sin), each (M, head_dim)
+
+    def rotate(self, states: torch.Tensor, position_state) -> torch.Tensor:
+        cos, sin = position_state
+        num_patches = sin.shape[-2]
+        prefix, patches = states.split((states.shape[-2] - num_patches, num_patches), dim=-2)
+        half = patches.shape[-1] // 2
+        rotated_half = torch.cat((-patches[..., half:], patches[..., :half]), dim=-1)
+        return torch.cat((prefix, patches * cos + rotated_half * sin), dim=-2)
+
+    def check_image_size(self, height: int, width: int, interpolate_pos_encoding: bool | None) -> None:
+        PromptCamBackboneAdapter.check_image_size(self, height, width, interpolate_pos_encoding)
+
+
+class ClipVisionAdapter(ViTAdapter):
+    """`CLIPVisionModel` (CLIP, OpenCLIP / BioCLIP towers converted to it): a LayerNorm before the encoder
+    (`pre_layrnorm`), quick-GELU MLPs, and `post_layernorm`, which CLIP applies to the token it pools, used here as
+    the final LayerNorm of the class prompts (the role the backbone's final norm has for ViT / DINOv2)."""
+
+    @classmethod
+    def build_backbone(cls, backbone_config) -> PreTrainedModel:
+        return AutoModel.from_config(backbone_config)
+
+    def layers(self) -> nn.ModuleList:
+        return self.backbone.encoder.layers
+
+    def final_layernorm(self) -> nn.Module:
+        return self.backbone.post_layernorm
+
+    def attention(self, layer: nn.Module) -> nn.Module:
+        return layer.self_attn
+
+    def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
+        embeddings = self.backbone.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
+        return self.backbone.pre_layrnorm(embeddings)
+
+    def attention_norm(self, layer: nn.Module) -> nn.Module:
+        return layer.layer_norm1
+
+    def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
+        return attention_output
+
+    def mlp_branch(self, layer: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+        return layer.mlp(layer.layer_norm2(hidden_states))
+
+
+class SiglipVisionAdapter(ClipVisionAdapter):
+    """`SiglipVisionModel`: no CLS token (every token is a patch) and no LayerNorm before the encoder; the prompts
+    read the patches directly. `post_layernorm` is the final LayerNorm; the attention-pooling head is not used."""
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 0
+
+    def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
+        return self.backbone.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
+
+
 BACKBONE_ADAPTERS: dict[str, type[PromptCamBackboneAdapter]] = {
     "vit": ViTAdapter,
     "dinov2": Dinov2Adapter,
     "dinov2_with_registers": Dinov2Adapter,
+    "dinov3_vit": Dinov3Adapter,
+    "clip_vision_model": ClipVisionAdapter,
+    "siglip_vision_model": SiglipVisionAdapter,
 }
 
 
@@ -273,9 +345,24 @@ class PromptCamPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _supports_sdpa = True
-    _no_split_modules = ["ViTLayer", "Dinov2Layer", "Dinov2WithRegistersLayer"]
-    # stock ViT checkpoints carry a pooler that Prompt-CAM does not use
-    _keys_to_ignore_on_load_unexpected = [r"pooler\."]
+    _no_split_modules = [
+        "ViTLayer",
+        "Dinov2Layer",
+        "Dinov2WithRegistersLayer",
+        "DINOv3ViTLayer",
+        "CLIPEncoderLayer",
+        "SiglipEncoderLayer",
+    ]
+    # parts of stock checkpoints Prompt-CAM does not use: ViT's pooler, a CLIP / SigLIP model's text side and heads
+    _keys_to_ignore_on_load_unexpected = [
+        r"pooler\.",
+        r"text_model\.",
+        r"text_projection",
+        r"visual_projection",
+        r"logit_scale",
+        r"logit_bias",
+        r"backbone\.head\.",
+    ]
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, PromptCamPromptHead):

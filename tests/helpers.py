@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import torch
-from transformers import Dinov2Config, Dinov2WithRegistersConfig, ViTConfig
+from transformers import (
+    CLIPVisionConfig,
+    Dinov2Config,
+    Dinov2WithRegistersConfig,
+    DINOv3ViTConfig,
+    SiglipVisionConfig,
+    ViTConfig,
+)
 
 from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification
 
 FAMILIES = ("vit", "dinov2", "dinov2_with_registers")
+# families added later; every test of the core battery runs on ALL_FAMILIES
+MORE_FAMILIES = ("dinov3_vit", "clip_vision_model", "siglip_vision_model")
+ALL_FAMILIES = FAMILIES + MORE_FAMILIES
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
 
@@ -28,6 +38,15 @@ def tiny_backbone_config(family: str, **overrides):
         return Dinov2Config(mlp_ratio=2, **common)
     if family == "dinov2_with_registers":
         return Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=2, **common)
+    if family == "dinov3_vit":
+        # no rotary augmentation (random rescaling while training), so train-mode outputs are comparable
+        return DINOv3ViTConfig(
+            intermediate_size=64, num_register_tokens=2, pos_embed_rescale=None, key_bias=True, **common
+        )
+    if family == "clip_vision_model":
+        return CLIPVisionConfig(intermediate_size=64, hidden_act="quick_gelu", **common)
+    if family == "siglip_vision_model":
+        return SiglipVisionConfig(intermediate_size=64, vision_use_head=False, **common)
     raise ValueError(family)
 
 
@@ -37,11 +56,15 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             noise = torch.randn(parameter.shape, generator=generator)
-            if name.endswith(("norm1.weight", "norm2.weight", "layernorm.weight", "_before.weight", "_after.weight")):
+            if name.endswith(
+                ("norm1.weight", "norm2.weight", "norm.weight", "_before.weight", "_after.weight", "layrnorm.weight")
+            ):
                 parameter.copy_(1.0 + 0.2 * noise)
             elif name.endswith("lambda1"):
                 parameter.copy_(0.5 + 0.3 * noise)
-            elif "prompt_embeddings" in name or "cls_token" in name or "register_tokens" in name:
+            elif any(
+                part in name for part in ("prompt_embeddings", "cls_token", "register_tokens", "class_embedding")
+            ):
                 parameter.copy_(noise)
             else:
                 parameter.copy_(0.15 * noise)
@@ -77,31 +100,33 @@ def straightforward_forward(
     num_labels = config.num_labels
     backbone = model.backbone
     family = config.backbone_config.model_type
-    layers = backbone.layers if family == "vit" else backbone.encoder.layer
-    prefix = 1 + getattr(config.backbone_config, "num_register_tokens", 0)
+    layers = _layers(model)
+    prefix = _prefix_tokens(config.backbone_config)
     prompts = model.prompt_head.prompt_embeddings
 
     captured = {}
-    hook = layers[-1].attention.register_forward_hook(lambda module, args, output: captured.update(weights=output[1]))
+    hook = _attention_module(family, layers[-1]).register_forward_hook(
+        lambda module, args, output: captured.update(weights=output[1])
+    )
     previous = backbone.config._attn_implementation
     if capture_maps:
         backbone.config._attn_implementation = "eager"
     try:
-        hidden = backbone.embeddings(pixel_values)
+        hidden, run_layer = _embed_and_layer_runner(model, pixel_values)
         batch = hidden.shape[0]
         if config.prompt_mode == "deep":
             for index, layer in enumerate(layers):
-                sequence = layer(torch.cat((prompts[index].expand(batch, -1, -1), hidden), dim=1))
+                sequence = run_layer(layer, torch.cat((prompts[index].expand(batch, -1, -1), hidden), dim=1))
                 hidden, class_outputs = sequence[:, num_labels:], sequence[:, :num_labels]
         else:
             sequence = torch.cat((prompts[0].expand(batch, -1, -1), hidden), dim=1)
             for layer in layers:
-                sequence = layer(sequence)
+                sequence = run_layer(layer, sequence)
             class_outputs = sequence[:, :num_labels]
     finally:
         hook.remove()
         backbone.config._attn_implementation = previous
-    logits = model.prompt_head.score(backbone.layernorm(class_outputs)).squeeze(-1)
+    logits = model.prompt_head.score(_final_norm(model)(class_outputs)).squeeze(-1)
     if not capture_maps:
         return logits, None
     weights = captured["weights"]  # (B, heads, C + T, C + T)
@@ -113,7 +138,45 @@ def straightforward_forward(
 
 def _layers(model):
     backbone = model.backbone
-    return backbone.layers if model.config.backbone_config.model_type == "vit" else backbone.encoder.layer
+    family = model.config.backbone_config.model_type
+    if family == "vit":
+        return backbone.layers
+    if family == "dinov3_vit":
+        return backbone.model.layer
+    if family in ("clip_vision_model", "siglip_vision_model"):
+        return backbone.encoder.layers
+    return backbone.encoder.layer
+
+
+def _prefix_tokens(backbone_config) -> int:
+    if backbone_config.model_type == "siglip_vision_model":
+        return 0
+    return 1 + getattr(backbone_config, "num_register_tokens", 0)
+
+
+def _attention_module(family, layer):
+    return layer.self_attn if family in ("clip_vision_model", "siglip_vision_model") else layer.attention
+
+
+def _final_norm(model):
+    family = model.config.backbone_config.model_type
+    if family in ("clip_vision_model", "siglip_vision_model"):
+        return model.backbone.post_layernorm
+    return model.backbone.norm if family == "dinov3_vit" else model.backbone.layernorm
+
+
+def _embed_and_layer_runner(model, pixel_values):
+    """The backbone's own embedding step, and how its HF layer is called on a full sequence."""
+    backbone = model.backbone
+    family = model.config.backbone_config.model_type
+    if family == "dinov3_vit":
+        rotary = backbone.rope_embeddings(pixel_values)
+        return backbone.embeddings(pixel_values), lambda layer, x: layer(x, position_embeddings=rotary)
+    if family == "clip_vision_model":
+        return backbone.pre_layrnorm(backbone.embeddings(pixel_values)), lambda layer, x: layer(x, None)
+    if family == "siglip_vision_model":
+        return backbone.embeddings(pixel_values), lambda layer, x: layer(x, None)
+    return backbone.embeddings(pixel_values), lambda layer, x: layer(x)
 
 
 def naive_target_logits(model, pixel_values, target: int, blurred_heads, blur: str) -> torch.Tensor:

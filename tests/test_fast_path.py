@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from tests.helpers import FAMILIES, IMAGE_SIZE, straightforward_forward, tiny_model
+from tests.helpers import ALL_FAMILIES, IMAGE_SIZE, straightforward_forward, tiny_model
 
 TOLERANCE = 1e-5
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("prompt_mode", ["deep", "shallow"])
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("training", [False, True])
@@ -41,7 +41,7 @@ def test_logits_and_trait_maps_match_straightforward_path(family, prompt_mode, b
     assert torch.equal(subset.trait_map_classes, classes)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("prompt_mode", ["deep", "shallow"])
 def test_gradients_of_prompts_and_head_match_straightforward_path(family, prompt_mode):
     model = tiny_model(family, prompt_mode=prompt_mode).train()
@@ -59,7 +59,9 @@ def test_gradients_of_prompts_and_head_match_straightforward_path(family, prompt
 
     assert set(fast) == {"prompt_head.prompt_embeddings", "prompt_head.score.weight", "prompt_head.score.bias"}
     for name in fast:
-        assert fast[name].abs().sum() > 0, name
+        # the shared bias adds the same constant to every logit: softmax cross-entropy gives it no gradient
+        if name != "prompt_head.score.bias":
+            assert fast[name].abs().sum() > 0, name
         torch.testing.assert_close(fast[name], reference[name], atol=TOLERANCE, rtol=1e-4)
     # the backbone is frozen: no gradient reaches it
     assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("prompt_head"))

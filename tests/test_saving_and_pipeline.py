@@ -11,17 +11,28 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
-from transformers import AutoModel, AutoModelForImageClassification, Dinov2Model, ViTModel, pipeline
+from transformers import (
+    AutoModel,
+    AutoModelForImageClassification,
+    CLIPConfig,
+    CLIPModel,
+    Dinov2Model,
+    DINOv3ViTModel,
+    SiglipConfig,
+    SiglipModel,
+    ViTModel,
+    pipeline,
+)
 
 from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification
-from tests.helpers import FAMILIES, IMAGE_SIZE, randomize_, tiny_backbone_config, tiny_model
+from tests.helpers import ALL_FAMILIES, IMAGE_SIZE, MORE_FAMILIES, randomize_, tiny_backbone_config, tiny_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("family", ["vit", "dinov2"])
+@pytest.mark.parametrize("family", ["vit", "dinov2", "dinov3_vit"])
 def test_stock_backbone_checkpoint_loads_unchanged_and_prompts_are_initialised(tmp_path, family):
-    backbone_class = ViTModel if family == "vit" else Dinov2Model
+    backbone_class = {"vit": ViTModel, "dinov2": Dinov2Model, "dinov3_vit": DINOv3ViTModel}[family]
     stock = randomize_(backbone_class(tiny_backbone_config(family)), seed=3)
     stock.save_pretrained(tmp_path)
     config = PromptCamConfig(backbone_config=tiny_backbone_config(family), num_labels=4)
@@ -43,7 +54,7 @@ def test_stock_backbone_checkpoint_loads_unchanged_and_prompts_are_initialised(t
     assert trainable == {"prompt_head.prompt_embeddings", "prompt_head.score.weight", "prompt_head.score.bias"}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_save_and_reload_gives_identical_outputs(tmp_path, family):
     model = tiny_model(family)
     pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
@@ -82,8 +93,9 @@ def test_checkpoint_with_another_class_count_gets_a_clear_error(tmp_path):
     assert torch.equal(model.backbone.embeddings.patch_embeddings.projection.weight, stored_patch)
 
 
-def test_remote_code_without_the_package_gives_identical_logits(tmp_path):
-    model = tiny_model("dinov2_with_registers")
+@pytest.mark.parametrize("family", ("dinov2_with_registers",) + MORE_FAMILIES)
+def test_remote_code_without_the_package_gives_identical_logits(tmp_path, family):
+    model = tiny_model(family)
     model.save_pretrained(tmp_path / "model")
     pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
     torch.save(pixel_values, tmp_path / "pixels.pt")
@@ -125,8 +137,9 @@ def _images():
     }
 
 
-def test_stock_pipeline_returns_softmax_scores_for_any_image_mode_and_size(tmp_path):
-    model = tiny_model("vit")
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_stock_pipeline_returns_softmax_scores_for_any_image_mode_and_size(tmp_path, family):
+    model = tiny_model(family)
     model.save_pretrained(tmp_path)
     classifier = pipeline("image-classification", model=str(tmp_path))
     processor = classifier.image_processor
@@ -164,3 +177,22 @@ def test_pipeline_through_remote_code_in_a_process_without_the_package(tmp_path)
     predictions = json.loads(result.stdout.decode().strip().splitlines()[-1])
     assert len(predictions) == 2 and all(p["label"].startswith("class_") for p in predictions)
     assert predictions[0]["score"] >= predictions[1]["score"]
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_a_full_image_text_checkpoint_gives_its_vision_tower(tmp_path, kind):
+    vision = tiny_backbone_config(f"{kind}_vision_model")
+    text = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64}
+    if kind == "clip":
+        full = CLIPModel(CLIPConfig(vision_config=vision.to_dict(), text_config=text, projection_dim=16))
+    else:
+        full = SiglipModel(SiglipConfig(vision_config=vision.to_dict(), text_config=text))
+    randomize_(full, seed=4).save_pretrained(tmp_path)
+    config = PromptCamConfig(backbone_config=full.config, num_labels=3)
+    assert config.backbone_config.model_type == f"{kind}_vision_model"
+    model = PromptCamForImageClassification.from_pretrained(tmp_path, config=config)
+    tower = full.vision_model.state_dict()
+    loaded = model.backbone.state_dict()
+    assert set(loaded) <= set(tower)
+    for name, value in loaded.items():
+        assert torch.equal(value, tower[name]), name
