@@ -17,7 +17,7 @@ setup(
     # the repository's hub_configs/ (one JSON per released model: the training presets) ships inside the package;
     # a source checkout (editable install) reads them from hub_configs/ directly
     package_dir={"modeling_promptcam.hub_configs": "hub_configs"},
-    package_data={"modeling_promptcam.hub_configs": ["*.json"]},
+    package_data={"modeling_promptcam.hub_configs": ["*.json", "backbones/*.json"]},
     install_requires=[
         # transformers 5.x moves model internals between minor releases (ViT layer names, config classes):
         # the range is the one the test suite was run against.

@@ -147,6 +147,32 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backbone(args: argparse.Namespace) -> int:
+    from .backbones import NotAnOpenClipCheckpointError, convert_open_clip_vision, save_open_clip_vision
+
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
+        print(f"error: {args.out} exists and is not empty; choose a new folder or pass --overwrite.", file=sys.stderr)
+        return 1
+    try:
+        model = convert_open_clip_vision(
+            args.checkpoint,
+            num_heads=args.num_heads,
+            activation=args.activation,
+            open_clip_config=args.open_clip_config,
+        )
+    except (NotAnOpenClipCheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    save_open_clip_vision(model, args.out)
+    config = model.config
+    print(
+        f"Wrote a CLIPVisionModel ({config.num_hidden_layers} layers, width {config.hidden_size}, "
+        f"{config.num_attention_heads} heads, patch {config.patch_size}, {config.image_size} px, {config.hidden_act}) "
+        f"to {args.out}; train on it with: promptcam train --backbone {args.out} ..."
+    )
+    return 0
+
+
 def _end_distributed() -> None:
     """Close the process group of a data-parallel run, so every process exits cleanly."""
     import torch
@@ -291,6 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gradient-accumulation-steps", type=int, default=1, help="default 1")
     train.add_argument("--num-workers", type=int, default=0, help="data loading worker processes (default 0)")
     train.set_defaults(run=_train)
+
+    backbone = commands.add_parser(
+        "backbone",
+        help="rebuild a backbone from another format as a transformers folder",
+        description=(
+            "bioclip: the vision tower of an OpenCLIP checkpoint (BioCLIP's open_clip_pytorch_model.bin from "
+            "imageomics/bioclip, or any OpenCLIP ViT) as a CLIPVisionModel folder with OpenCLIP's preprocessing."
+        ),
+    )
+    backbone.add_argument("kind", choices=("bioclip",), help="the source format")
+    backbone.add_argument("--checkpoint", required=True, help="open_clip_pytorch_model.bin (or .safetensors)")
+    backbone.add_argument("--out", required=True, help="output folder (new or empty unless --overwrite)")
+    backbone.add_argument("--num-heads", type=int, help="attention heads (default: width / 64, as OpenCLIP)")
+    backbone.add_argument(
+        "--activation",
+        choices=("gelu", "quick_gelu"),
+        help="MLP activation (default: from --open-clip-config, else gelu, OpenCLIP's default)",
+    )
+    backbone.add_argument("--open-clip-config", help="the checkpoint's open_clip_config.json (read for quick_gelu)")
+    backbone.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    backbone.set_defaults(run=_backbone)
     return parser
 
 

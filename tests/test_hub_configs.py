@@ -68,3 +68,17 @@ def test_hub_configs_describe_what_the_conversion_reads_from_a_released_checkpoi
     assert 0 < hub["published_top1_accuracy"] < 100
     for key in ("learning_rate", "epochs", "warmup_epochs", "batch_size", "weight_decay", "momentum", "lr_min"):
         assert isinstance(recipe[key], (int, float)), key
+
+
+BACKBONE_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "hub_configs" / "backbones").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", BACKBONE_CONFIGS, ids=lambda p: p.stem)
+def test_backbone_entries_name_supported_families(path):
+    from modeling_promptcam import SUPPORTED_BACKBONE_TYPES
+
+    entry = json.loads(path.read_text())
+    assert path.stem == entry["name"]
+    assert entry["transformers_model_type"] in SUPPORTED_BACKBONE_TYPES
+    assert entry["train"].startswith("promptcam train --backbone ")
+    assert len(BACKBONE_CONFIGS) >= 7
