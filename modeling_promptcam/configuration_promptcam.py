@@ -148,10 +148,8 @@ def _resolve_backbone_config(backbone_config: PreTrainedConfig | dict | None) ->
     if backbone_config is None:
         backbone_config = {"model_type": "dinov2"}
     if isinstance(backbone_config, dict) and backbone_config.get("model_type") in VISION_TOWER_OF:
-        backbone_config = {
-            "model_type": VISION_TOWER_OF[backbone_config["model_type"]],
-            **backbone_config["vision_config"],
-        }
+        vision = backbone_config.get("vision_config") or {}
+        backbone_config = {**vision, "model_type": VISION_TOWER_OF[backbone_config["model_type"]]}
     if isinstance(backbone_config, PreTrainedConfig) and backbone_config.model_type in VISION_TOWER_OF:
         backbone_config = backbone_config.vision_config  # a full CLIP / SigLIP config: its vision tower
     if isinstance(backbone_config, dict):

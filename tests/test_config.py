@@ -4,7 +4,7 @@ import pytest
 from transformers import AutoConfig, BertConfig, Dinov2Config, ViTConfig
 
 from modeling_promptcam import PromptCamConfig
-from tests.helpers import tiny_backbone_config
+from tests.helpers import ALL_FAMILIES, tiny_backbone_config
 
 
 def test_defaults_follow_the_paper():
@@ -16,7 +16,7 @@ def test_defaults_follow_the_paper():
     assert PromptCamConfig(num_labels=3, prompt_mode="shallow").num_prompt_layers == 1
 
 
-@pytest.mark.parametrize("family", ["vit", "dinov2", "dinov2_with_registers"])
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_backbone_config_as_object_or_dict_round_trips(tmp_path, family):
     backbone = tiny_backbone_config(family)
     from_object = PromptCamConfig(backbone_config=backbone, num_labels=3, prompt_mode="shallow", prompt_dropout=0.1)
@@ -49,7 +49,7 @@ def test_class_names_round_trip(tmp_path):
     "kwargs, message",
     [
         ({"backbone_config": BertConfig()}, "Unsupported backbone type 'bert'.*vit, dinov2, dinov2_with_registers"),
-        ({"backbone_config": {"model_type": "clip"}}, "Unsupported backbone model_type 'clip'.*vit, dinov2"),
+        ({"backbone_config": {"model_type": "swin"}}, "Unsupported backbone model_type 'swin'.*vit, dinov2"),
         ({"backbone_config": {"hidden_size": 8}}, "Unsupported backbone model_type None"),
         ({"backbone_config": 12}, "must be a transformers config object or a dict"),
         ({"prompt_mode": "partial"}, "prompt_mode must be one of"),
@@ -65,3 +65,13 @@ def test_bad_values_are_refused_with_a_clear_message(kwargs, message):
     kwargs = {"num_labels": 3, **kwargs}
     with pytest.raises(ValueError, match=message):
         PromptCamConfig(**kwargs)
+
+
+def test_a_full_clip_or_siglip_config_gives_its_vision_tower():
+    from transformers import CLIPConfig
+
+    assert (
+        PromptCamConfig(backbone_config=CLIPConfig(), num_labels=3).backbone_config.model_type == "clip_vision_model"
+    )
+    as_dict = PromptCamConfig(backbone_config={"model_type": "siglip"}, num_labels=3)
+    assert as_dict.backbone_config.model_type == "siglip_vision_model"
