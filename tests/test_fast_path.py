@@ -67,8 +67,11 @@ def test_gradients_of_prompts_and_head_match_straightforward_path(family, prompt
     assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("prompt_head"))
 
 
-def test_swiglu_dinov2_matches_straightforward_path():
-    model = tiny_model("dinov2", use_swiglu_ffn=True)
+@pytest.mark.parametrize(
+    "family, variant", [("dinov2", {"use_swiglu_ffn": True}), ("dinov3_vit", {"use_gated_mlp": True})]
+)
+def test_gated_mlp_variants_match_straightforward_path(family, variant):
+    model = tiny_model(family, **variant)
     pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     expected_logits, expected_maps = straightforward_forward(model, pixel_values)
     output = model(pixel_values, output_trait_maps=True)
