@@ -117,8 +117,9 @@ class PromptCamBackboneAdapter:
     """How Prompt-CAM drives the modules of one backbone family.
 
     The forward pass of Prompt-CAM is written once (in [`PromptCamForImageClassification`]) over the backbone's own
-    sub-modules; each family only says where those sub-modules are and how its residual branches are scaled.
-    Every supported family uses the transformers attention layout `attention.{q,k,v,o}_proj`.
+    sub-modules; each family only says where those sub-modules are, how its residual branches are scaled and how
+    positions enter. Every supported attention module has `q_proj`, `k_proj`, `v_proj` and an output projection
+    (see `attention_output`).
     """
 
     def __init__(self, backbone: PreTrainedModel):
@@ -259,9 +260,6 @@ class Dinov3Adapter(Dinov2Adapter):
         half = patches.shape[-1] // 2
         rotated_half = torch.cat((-patches[..., half:], patches[..., :half]), dim=-1)
         return torch.cat((prefix, patches * cos + rotated_half * sin), dim=-2)
-
-    def check_image_size(self, height: int, width: int, interpolate_pos_encoding: bool | None) -> None:
-        PromptCamBackboneAdapter.check_image_size(self, height, width, interpolate_pos_encoding)
 
 
 class ClipVisionAdapter(ViTAdapter):
@@ -472,11 +470,15 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Explicit softmax attention. Returns `(B, n_query, heads * head_dim)` and weights `(B, heads, n_query, n_key)`."""
-        scores = torch.matmul(query, key.transpose(-1, -2)) * attention_scaling(attention)
-        weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        weights = self._attention_probabilities(attention, query, key)
         dropped = nn.functional.dropout(weights, p=attention_dropout(attention), training=self.training)
         output = torch.matmul(dropped, value).transpose(1, 2)
         return output.reshape(*output.shape[:2], -1), weights
+
+    def _attention_probabilities(self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """Softmax over the keys (in float32, as the eager attention of transformers): `(B, heads, n_query, n_key)`."""
+        scores = torch.matmul(query, key.transpose(-1, -2)) * attention_scaling(attention)
+        return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
 
     def _residual(self, states: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         return states + drop_path(branch, self.config.drop_path_rate, self.training)
@@ -571,8 +573,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
     ) -> torch.Tensor:
         """Softmax attention weights `(B, heads, K, keys)` of the prompt rows `rows` `(B, K)` only."""
         index = rows[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
-        scores = torch.matmul(torch.gather(query, 2, index), key.transpose(-1, -2)) * attention_scaling(attention)
-        return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        return self._attention_probabilities(attention, torch.gather(query, 2, index), key)
 
     def _trait_maps(self, attention_weights: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """`(B, heads, K, keys)` weights -> patch keys only -> `(B, K, heads, grid_h, grid_w)` trait maps."""
@@ -754,12 +755,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         batch, num_heads, _, head_dim = query.shape
         images = torch.arange(batch, device=query.device)
         # the target prompt's attention output per head, as computed, and as blurred
-        target_query = query[images, :, targets][:, :, None]  # (B, heads, 1, head_dim)
-        weights = nn.functional.softmax(
-            torch.matmul(target_query, key.transpose(-1, -2)) * attention_scaling(attention),
-            dim=-1,
-            dtype=torch.float32,
-        ).to(query.dtype)
+        weights = self._row_attention_weights(attention, query, key, targets[:, None])  # (B, heads, 1, keys)
         attended_heads = torch.matmul(weights, value)[:, :, 0]  # (B, heads, head_dim)
         blurred_keys = (
             value[:, :, self.config.num_labels + self.adapter.num_prefix_tokens :] if blur == "paper" else value
