@@ -10,13 +10,18 @@ import os
 import sys
 
 
+def _refuse_occupied(folder: str, overwrite: bool) -> bool:
+    """True (after saying so) when `folder` holds files and --overwrite was not given."""
+    if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
+        print(f"error: {folder} exists and is not empty; choose a new folder or pass --overwrite.", file=sys.stderr)
+        return True
+    return False
+
+
 def _convert(args: argparse.Namespace) -> int:
     from .convert import NotAnOfficialCheckpointError, convert_official_checkpoint, read_class_names
 
-    if os.path.isdir(args.out_dir) and os.listdir(args.out_dir) and not args.overwrite:
-        print(
-            f"error: {args.out_dir} exists and is not empty; choose a new folder or pass --overwrite.", file=sys.stderr
-        )
+    if _refuse_occupied(args.out_dir, args.overwrite):
         return 1
     try:
         id2label = None
@@ -49,6 +54,7 @@ def _explain(args: argparse.Namespace) -> int:
     from transformers import AutoImageProcessor
 
     from .explain import explain_image, resolve_class
+    from .files import write_atomically
     from .modeling_promptcam import PromptCamForImageClassification
 
     if not os.path.isfile(os.path.join(args.model, "config.json")):
@@ -90,7 +96,7 @@ def _explain(args: argparse.Namespace) -> int:
             os.makedirs(folder, exist_ok=True)
             pngs = {stem: png_bytes(figure) for stem, figure in figures_for(explanation, alpha=args.alpha).items()}
             for stem, data in pngs.items():
-                _write_atomically(os.path.join(folder, f"{stem}.png"), data)
+                write_atomically(os.path.join(folder, f"{stem}.png"), data)
             items.append((path, explanation, pngs))
             continue
         print(f"error: {path}: {failures[-1][1]}", file=sys.stderr)
@@ -150,8 +156,7 @@ def _train(args: argparse.Namespace) -> int:
 def _backbone(args: argparse.Namespace) -> int:
     from .backbones import NotAnOpenClipCheckpointError, convert_open_clip_vision, save_open_clip_vision
 
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
-        print(f"error: {args.out} exists and is not empty; choose a new folder or pass --overwrite.", file=sys.stderr)
+    if _refuse_occupied(args.out, args.overwrite):
         return 1
     try:
         model = convert_open_clip_vision(
@@ -187,13 +192,6 @@ def _unique(name: str, used: set[str]) -> str:
         candidate, number = f"{name}_{number}", number + 1
     used.add(candidate)
     return candidate
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
 
 
 def _stop_rule(value: str) -> str | int:

@@ -25,6 +25,7 @@ from .data import (
     load_image_folder,
     load_saved_dataset,
 )
+from .files import write_atomically
 from .modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
 from .presets import Recipe, load_preset
 
@@ -309,10 +310,7 @@ def save_final(model, image_processor, final_dir: str, summary: dict) -> None:
 
 
 def _write_json_atomically(path: str, data: dict) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump({k: v for k, v in data.items() if _is_json(v)}, handle, indent=2)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps({k: v for k, v in data.items() if _is_json(v)}, indent=2))
 
 
 def _is_json(value) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .explain import ClassView, Explanation
+from .files import write_atomically
 
 try:
     from matplotlib import colormaps
@@ -148,10 +149,7 @@ def png_bytes(figure: Figure) -> bytes:
 
 def save_png(figure: Figure, path: str | os.PathLike) -> None:
     """Write the figure as a PNG, atomically (a temporary file renamed into place)."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(png_bytes(figure))
-    os.replace(temporary, path)
+    write_atomically(path, png_bytes(figure))
 
 
 def figures_for(explanation: Explanation, cmap: str = "jet", alpha: float = 0.5) -> dict[str, Figure]:
@@ -219,10 +217,7 @@ def write_html_report(
         parts.extend(f"<li>{html.escape(item)}: {html.escape(message)}</li>" for item, message in failures)
         parts.append("</ul>")
     parts.append("</body></html>")
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(parts))
-    os.replace(temporary, path)
+    write_atomically(path, "\n".join(parts))
 
 
 __all__ = [
