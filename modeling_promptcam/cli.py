@@ -179,10 +179,12 @@ def _backbone(args: argparse.Namespace) -> int:
 
 
 def _end_distributed() -> None:
-    """Close the process group of a data-parallel run, so every process exits cleanly."""
+    """Close the process group of a data-parallel run, so every process exits cleanly: all ranks meet first, so none
+    tears down its connections while another still talks to it."""
     import torch
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
