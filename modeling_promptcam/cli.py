@@ -194,6 +194,7 @@ def _faithfulness(args: argparse.Namespace) -> int:
         blur_sigma=args.blur_sigma,
         deletion_value=args.deletion_value,
         target=args.target,
+        scorer=args.scorer,
         heads=args.heads,
         blur=args.blur,
         stop=args.stop,
@@ -466,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="true",
         help="class explained and scored: the true class (default, the same for every method) or each classifier's "
         "own prediction",
+    )
+    faithfulness.add_argument(
+        "--scorer",
+        choices=("own", "prompt-cam", "probe"),
+        default="own",
+        help="classifier that scores the maps: 'own' (default, the paper's: Prompt-CAM's maps by Prompt-CAM, the "
+        "baselines' by the probe), or one classifier for every method (a control for the classifiers' confidence)",
     )
     faithfulness.add_argument(
         "--heads",

@@ -47,6 +47,9 @@ from .linear_probe import LinearProbeForImageClassification, extract_features, f
 
 METHODS = ("prompt-cam", "grad-cam", "layer-cam", "eigen-cam", "attention-rollout")
 TARGETS = ("true", "predicted")
+# which classifier scores a method's maps: its own (Prompt-CAM's maps by Prompt-CAM, the baselines' by the probe: the
+# paper's protocol), or one classifier for every method (a control for differences in the classifiers' confidence)
+SCORERS = ("own", "prompt-cam", "probe")
 RESULT_FILE = "faithfulness.json"
 PROBE_FOLDER = "probe"
 # the paper's Table 1 (CUB-200, DINO ViT-B/16): insertion, deletion
@@ -74,6 +77,7 @@ class FaithfulnessOptions:
     blur_sigma: float = DEFAULT_BLUR_SIGMA
     deletion_value: float = DEFAULT_DELETION_VALUE
     target: str = "true"
+    scorer: str = "own"
     heads: str | int = "top"
     blur: str = "paper"
     stop: str | int = "misclassified"
@@ -141,11 +145,19 @@ def _mask_path(data_dir: str, split: str, image_path: str) -> str:
     return os.path.join(data_dir, "masks", split, class_name, f"{stem}.png")
 
 
-def _load_mask(path: str, size: tuple[int, int]) -> torch.Tensor:
-    """A mode-L mask resized (nearest) to the model's input `size` `(H, W)`, as the image processor resizes the image
-    (no crop): `(H, W)` bool."""
-    with Image.open(path) as opened:
-        mask = opened.convert("L").resize((size[1], size[0]), Image.NEAREST)
+def _load_mask(path: str, image_path: str, size: tuple[int, int]) -> torch.Tensor:
+    """The mask of `image_path` (same width and height), resized (nearest) to the model's input `size` `(H, W)` as the
+    image processor resizes the image (no crop): `(H, W)` bool, nonzero = region."""
+    try:
+        with Image.open(image_path) as image, Image.open(path) as opened:
+            if opened.size != image.size:
+                raise DataError(
+                    f"The mask {path} is {opened.size[0]}x{opened.size[1]} but its image {image_path} is "
+                    f"{image.size[0]}x{image.size[1]}; write each mask at its image's size."
+                )
+            mask = opened.convert("L").resize((size[1], size[0]), Image.NEAREST)
+    except OSError as error:
+        raise DataError(f"{path} is not a readable mask image ({error}); fix or remove it.") from error
     return torch.from_numpy(np.asarray(mask) > 0)
 
 
@@ -214,6 +226,8 @@ def _check_options(options: FaithfulnessOptions) -> None:
         raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)}, got {list(options.methods)}.")
     if options.target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {options.target!r}.")
+    if options.scorer not in SCORERS:
+        raise ValueError(f"scorer must be one of {SCORERS}, got {options.scorer!r}.")
     if options.max_images is not None and options.max_images < 1:
         raise ValueError(f"max_images must be at least 1, got {options.max_images}.")
 
@@ -253,7 +267,7 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
     os.makedirs(options.out, exist_ok=True)
 
     probe, probe_info = None, None
-    if any(method != "prompt-cam" for method in options.methods):  # every baseline is scored by the probe
+    if options.scorer == "probe" or any(method != "prompt-cam" for method in options.methods):
         probe, probe_info = _train_probe(options, model, transform, _read_split(model, splits.train_dir), device)
 
     records = []
@@ -274,8 +288,8 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
             size = tuple(pixel_values.shape[2:])
             masks = torch.stack(
                 [
-                    _load_mask(p, size) if ok else torch.zeros(size, dtype=torch.bool)
-                    for p, ok in zip(mask_files, has_mask)
+                    _load_mask(mask, image, size) if ok else torch.zeros(size, dtype=torch.bool)
+                    for mask, image, ok in zip(mask_files, paths, has_mask)
                 ]
             ).to(device)
         chunk_records = [
@@ -289,7 +303,8 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
             for k, path in enumerate(paths)
         ]
         for method in options.methods:
-            classifier = model if method == "prompt-cam" else probe
+            own = model if method == "prompt-cam" else probe
+            classifier = {"own": own, "prompt-cam": model, "probe": probe}[options.scorer]
             if options.target == "true":
                 targets = true
             else:
@@ -306,6 +321,7 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
                 blur_sigma=options.blur_sigma,
                 deletion_value=options.deletion_value,
                 seed=options.seed,
+                return_curves=True,
             )
             pointing = energy = None
             if masks is not None:
@@ -316,6 +332,8 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
                     "target": int(targets[k]),
                     "insertion": float(scores["insertion"][k]),
                     "deletion": float(scores["deletion"][k]),
+                    # the scoring classifier's probability of the target on the whole image: the AUCs' ceiling
+                    "probability": float(scores["deletion_curve"][k, 0]),
                 }
                 if masks is not None and has_mask[k]:
                     values["pointing_game"] = bool(pointing[k])
@@ -359,6 +377,7 @@ def _summaries(records: list[dict], methods: tuple[str, ...]) -> dict:
         summary = {
             "insertion": _mean([v["insertion"] for v in values]),
             "deletion": _mean([v["deletion"] for v in values]),
+            "probability": _mean([v["probability"] for v in values]),
             "pointing_game": _mean([float(v["pointing_game"]) for v in localised]),
             "energy": _mean([v["energy"] for v in localised]),
             "images": len(values),
@@ -387,8 +406,12 @@ def _settings(options: FaithfulnessOptions, model, evaluated: _Split, device) ->
             "target_rule": "the true class (folder name) for every method"
             if options.target == "true"
             else "each classifier's own predicted class",
-            "scoring": "softmax probability of the target; Prompt-CAM maps scored by the Prompt-CAM model, the "
-            "baselines' by the linear probe",
+            "scoring": "softmax probability of the target, by "
+            + {
+                "own": "the Prompt-CAM model for its maps and the linear probe for the baselines' maps",
+                "prompt-cam": "the Prompt-CAM model for every method",
+                "probe": "the linear probe for every method",
+            }[options.scorer],
             "device": str(device),
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -409,22 +432,26 @@ def format_table(result: dict, markdown: bool = False) -> str:
     lines = []
     if markdown:
         lines.append(
-            "| method | insertion ↑ | deletion ↓ | pointing game ↑ | energy ↑ | paper insertion | paper deletion |"
+            "| method | insertion ↑ | deletion ↓ | pointing game ↑ | energy ↑ | p(target) | paper insertion | "
+            "paper deletion |"
         )
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for name, summary in methods.items():
             paper = PAPER_TABLE_1.get(name, (None, None))
             lines.append(
                 f"| {name} | {_number(summary['insertion'])} | {_number(summary['deletion'])} | "
-                f"{_number(summary['pointing_game'], 2)} | {_number(summary['energy'])} | {_number(paper[0], 2)} | "
-                f"{_number(paper[1], 2)} |"
+                f"{_number(summary['pointing_game'], 2)} | {_number(summary['energy'])} | "
+                f"{_number(summary['probability'])} | {_number(paper[0], 2)} | {_number(paper[1], 2)} |"
             )
     else:
-        lines.append(f"{'method':<20}{'insertion ↑':>13}{'deletion ↓':>13}{'pointing ↑':>13}{'energy ↑':>11}")
+        lines.append(
+            f"{'method':<20}{'insertion ↑':>13}{'deletion ↓':>13}{'pointing ↑':>13}{'energy ↑':>11}{'p(target)':>12}"
+        )
         for name, summary in methods.items():
             lines.append(
                 f"{name:<20}{_number(summary['insertion']):>13}{_number(summary['deletion']):>13}"
                 f"{_number(summary['pointing_game'], 2):>13}{_number(summary['energy']):>11}"
+                f"{_number(summary['probability']):>12}"
             )
     accuracy = ", ".join(f"{k} {_number(v)}" for k, v in result["accuracy"].items())
     lines.append("")
@@ -432,10 +459,18 @@ def format_table(result: dict, markdown: bool = False) -> str:
         f"{result['images']} images from {settings['data']}/{settings['split']} "
         f"({result['localisation_images']} with masks); accuracy on them: {accuracy}."
     )
+    heads = settings["heads"]
+    mean_heads = methods.get("prompt-cam", {}).get("mean_heads")
+    if mean_heads is not None:
+        heads = f"{heads}, {mean_heads:.1f} on average"
     lines.append(
-        f"Target: {settings['target_rule']}. {settings['steps']} steps; insertion from a Gaussian blur (kernel "
+        f"Target: {settings['target_rule']}. Scored as {settings['scoring']}; p(target) is that classifier's mean "
+        "probability of the target on the whole image."
+    )
+    lines.append(
+        f"{settings['steps']} steps; insertion from a Gaussian blur (kernel "
         f"{settings['blur_kernel_size']}, sigma {settings['blur_sigma']}); deletion to {settings['deletion_value']} "
-        f"(normalised); Prompt-CAM heads: {settings['heads']} (blur {settings['blur']}, stop {settings['stop']}); "
+        f"(normalised); Prompt-CAM heads: {heads} (blur {settings['blur']}, stop {settings['stop']}); "
         f"backbone: {settings['backbone']}; seed {settings['seed']}."
     )
     probe = result.get("probe")

@@ -1,6 +1,7 @@
 """Faithfulness metrics on hand-built cases with known answers, the saliency baselines on tiny backbones (and against
 maps pytorch-grad-cam computed), the linear probe, and `promptcam faithfulness` on a tiny saved model."""
 
+import importlib.util
 import json
 import os
 
@@ -36,6 +37,9 @@ from modeling_promptcam.linear_probe import (
 from tests.helpers import FAMILIES, IMAGE_SIZE, PATCH_SIZE, tiny_model
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "gradcam_parity")
+BENCHMARK = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench_faithfulness.py"
+)
 
 
 # ------------------------------------------------------------------------------------------------ insertion / deletion
@@ -430,12 +434,21 @@ def test_cli_faithfulness_writes_every_method(saved_model, tmp_path, capsys):
     _write_image_folder(tmp_path / "plain", with_masks=False)
     code = cli_main(
         ["faithfulness", "--model", str(saved_model), "--data", str(tmp_path / "plain"), "--out", str(tmp_path / "o2")]
-        + ["--steps", "4", "--probe", str(out / "probe"), "--methods", "grad-cam", "--no-progress", "--markdown"]
+        + ["--steps", "4", "--probe", str(out / "probe"), "--methods", "grad-cam", "prompt-cam", "--no-progress"]
+        + ["--markdown", "--scorer", "probe"]
     )
     assert code == 0
     second = json.loads((tmp_path / "o2" / "faithfulness.json").read_text())
-    assert list(second["methods"]) == ["grad-cam"] and second["images"] == 9
+    assert list(second["methods"]) == ["grad-cam", "prompt-cam"] and second["images"] == 9
     assert second["methods"]["grad-cam"]["pointing_game"] is None and second["localisation_images"] == 0
+    assert second["probe"]["loaded_from"] == str(out / "probe")
+    for record in second["per_image"]:  # one scorer, one target: the same whole-image probability for both methods
+        by_method = record["methods"]
+        assert by_method["grad-cam"]["probability"] == pytest.approx(by_method["prompt-cam"]["probability"])
+    # with its own scorer, Prompt-CAM's maps were scored by the Prompt-CAM model
+    own = {r["image"]: r["methods"]["prompt-cam"]["probability"] for r in result["per_image"]}
+    probed = {r["image"]: r["methods"]["prompt-cam"]["probability"] for r in second["per_image"]}
+    assert any(abs(own[image] - probed[image]) > 1e-3 for image in own)
     assert "| grad-cam |" in capsys.readouterr().out
 
 
@@ -451,6 +464,39 @@ def test_cli_faithfulness_reports_bad_data(saved_model, tmp_path, capsys):
     assert "classes that train/ does not" in err or "does not know" in err
     assert cli_main(["faithfulness", "--model", str(tmp_path / "none"), "--data", str(data)]) == 1
     assert "not a saved Prompt-CAM model folder" in capsys.readouterr().err
+    # a mask that is not the size of its image
+    mismatched = tmp_path / "mismatched"
+    _write_image_folder(mismatched)
+    Image.new("L", (10, 10), 255).save(mismatched / "masks" / "val" / CLASSES[1] / "img0.png")
+    arguments = ["faithfulness", "--model", str(saved_model), "--data", str(mismatched), "--out", str(tmp_path / "o")]
+    assert cli_main(arguments + ["--steps", "2", "--methods", "eigen-cam", "--no-progress"]) == 1
+    assert "is 10x10 but its image" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         cli_main(["faithfulness", "--model", str(saved_model), "--data", str(data), "--methods", "rise"])
     assert usage.value.code == 2
+
+
+def test_benchmark_script_checks_the_target(saved_model, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_faithfulness", BENCHMARK)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def summary(insertion, deletion, pointing):
+        return {"insertion": insertion, "deletion": deletion, "pointing_game": pointing}
+
+    winning = {"methods": {"prompt-cam": summary(0.6, 0.1, 0.9), "grad-cam": summary(0.605, 0.2, 0.5)}}
+    assert bench.target_check(winning) == {"deletion": True, "pointing_game": True, "insertion": True}
+    losing = {"methods": {"prompt-cam": summary(0.5, 0.3, None), "grad-cam": summary(0.6, 0.2, None)}}
+    assert bench.target_check(losing) == {"deletion": False, "pointing_game": None, "insertion": False}
+
+    data = tmp_path / "data"
+    _write_image_folder(data)
+    code = bench.main(
+        ["--run", "tiny", str(saved_model), str(data), "--out", str(tmp_path / "results"), "--steps", "3"]
+        + ["--max-images", "3", "--probe-epochs", "5"]
+    )
+    printed = capsys.readouterr().out
+    assert code in (0, 1)  # 1: the random tiny model misses the target, which is reported, not hidden
+    assert ("NOT met" in printed) == (code == 1)
+    assert (tmp_path / "results" / "tiny" / "faithfulness.json").exists()
+    assert "| prompt-cam |" in printed and "| attention-rollout |" in printed and "0.61" in printed
