@@ -177,8 +177,8 @@ def insertion_deletion(
             the order of the values matters.
         target_classes (`(B,)`): the class whose probability is scored, per image.
         steps (defaults to 50): steps from 0 to all pixels; each curve has `steps + 1` points. RISE's reference code
-            changes 224 pixels (one row of a 224 px image) per step, i.e. 224 steps; 50 steps give the same AUC to
-            about 0.01 at a quarter of the cost.
+            changes 224 pixels (one row of a 224 px image) per step, i.e. 224 steps; fewer steps cost proportionally
+            less and integrate a coarser curve.
         batch_size (defaults to 64): perturbed images per classifier call (the steps of one or more images).
         blur_kernel_size, blur_sigma (default 11 and 5, RISE's): the Gaussian blur of the insertion start.
         deletion_value (default 0): the value of removed pixels, in normalised space (0 = the normalisation mean,
