@@ -174,10 +174,10 @@ def _train_probe(options: FaithfulnessOptions, model, transform, train: _Split, 
                 f"The probe in {options.probe} has {probe.num_labels} classes, the model {model.config.num_labels}."
             )
         return probe.to(device).eval(), {"loaded_from": os.path.abspath(options.probe)}
-    batches = (_load_images(chunk, transform) for chunk in _chunks(train.paths, options.batch_size))
-    features = extract_features(
-        model.backbone, batches, device=device, progress="probe features (train)" if options.progress else False
-    )
+    chunks = _chunks(train.paths, options.batch_size)
+    batches = (_load_images(chunk, transform) for chunk in chunks)
+    progress = "probe features (train)" if options.progress else False
+    features = extract_features(model.backbone, batches, device=device, progress=progress, total=len(chunks))
     labels = torch.tensor(train.labels)
     started = time.perf_counter()
     classifier = fit_linear_probe(
@@ -232,6 +232,16 @@ def _check_options(options: FaithfulnessOptions) -> None:
         raise ValueError(f"max_images must be at least 1, got {options.max_images}.")
 
 
+def _check_heads(options: FaithfulnessOptions, num_heads: int) -> None:
+    """Fail before the long work when the Prompt-CAM head settings do not fit the model."""
+    for name, value, words in (("heads", options.heads, ("top", "all")), ("stop", options.stop, ("misclassified",))):
+        if value in words:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= num_heads:
+            allowed = " or ".join(repr(w) for w in words)
+            raise ValueError(f"{name} must be {allowed} or a number of heads in [1, {num_heads}], got {value!r}.")
+
+
 def _select(evaluated: _Split, max_images: int | None, seed: int) -> _Split:
     """A seeded random subset (all images when `max_images` is None or larger), kept in folder order."""
     if max_images is None or max_images >= len(evaluated.paths):
@@ -262,6 +272,7 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
         )
     device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = PromptCamForImageClassification.from_pretrained(options.model).to(device).eval()
+    _check_heads(options, model.config.backbone_config.num_attention_heads)
     transform = EvalTransform(AutoImageProcessor.from_pretrained(options.model))
     evaluated = _select(_read_split(model, splits.validation_dir), options.max_images, options.seed)
     os.makedirs(options.out, exist_ok=True)

@@ -90,6 +90,7 @@ def extract_features(
     pixel_values_batches: Iterable[torch.Tensor],
     device: torch.device | str | None = None,
     progress: bool | str = False,
+    total: int | None = None,
 ) -> torch.Tensor:
     """Backbone features ([`backbone_features`]) of every image, without gradients, in eval mode.
 
@@ -98,6 +99,7 @@ def extract_features(
         pixel_values_batches: an iterable of `(b, 3, H, W)` normalised image batches (a DataLoader, a list, ...).
         device: where to run the backbone (default: where its parameters are).
         progress: show a tqdm progress bar; a string is used as its description.
+        total: the number of batches, for the progress bar (default: `len(pixel_values_batches)` when it has one).
     Returns:
         `(N, D)` float32 features on the CPU, in the order of the batches.
     """
@@ -108,7 +110,8 @@ def extract_features(
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc=progress if isinstance(progress, str) else "features", unit="batch")
+        total = total if total is not None else (len(batches) if hasattr(batches, "__len__") else None)
+        batches = tqdm(batches, desc=progress if isinstance(progress, str) else "features", unit="batch", total=total)
     features = []
     try:
         for pixel_values in batches:

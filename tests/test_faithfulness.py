@@ -451,6 +451,21 @@ def test_cli_faithfulness_writes_every_method(saved_model, tmp_path, capsys):
     assert any(abs(own[image] - probed[image]) > 1e-3 for image in own)
     assert "| grad-cam |" in capsys.readouterr().out
 
+    # each map explains its own classifier's prediction
+    code = cli_main(
+        ["faithfulness", "--model", str(saved_model), "--data", str(data), "--out", str(tmp_path / "o3"), "--steps"]
+        + ["2", "--probe", str(out / "probe"), "--methods", "prompt-cam", "layer-cam", "--target", "predicted"]
+        + ["--no-progress", "--heads", "2"]
+    )
+    assert code == 0
+    third = json.loads((tmp_path / "o3" / "faithfulness.json").read_text())
+    for record in third["per_image"]:
+        assert record["methods"]["prompt-cam"]["target"] == record["prompt_cam_predicted"]
+        assert record["methods"]["layer-cam"]["target"] == record["probe_predicted"]
+        assert len(record["methods"]["prompt-cam"]["heads"]) == 2
+    assert cli_main(["faithfulness", "--model", str(saved_model), "--data", str(data), "--heads", "9"]) == 1
+    assert "heads must be 'top' or 'all' or a number of heads in [1, 4], got 9" in capsys.readouterr().err
+
 
 def test_cli_faithfulness_reports_bad_data(saved_model, tmp_path, capsys):
     data = tmp_path / "data"
