@@ -132,10 +132,11 @@ def gaussian_blur(
 
 def pixel_ranks(saliency: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """`(B, H, W)` maps -> `(B, H * W)` rank of every pixel (0 = most salient). Ties are broken in a random order drawn
-    from `seed` (not raster order, which would make a constant map sweep the image from the top)."""
+    from `seed` (not raster order, which would make a constant map sweep the image from the top); the same order for
+    every image, so an image's result does not depend on the batch it is in."""
     batch, pixels = saliency.shape[0], saliency.shape[1] * saliency.shape[2]
     generator = torch.Generator().manual_seed(seed)
-    shuffle = torch.stack([torch.randperm(pixels, generator=generator) for _ in range(batch)]).to(saliency.device)
+    shuffle = torch.randperm(pixels, generator=generator).to(saliency.device).expand(batch, -1)
     flat = saliency.reshape(batch, pixels).float()
     order = shuffle.gather(1, flat.gather(1, shuffle).argsort(dim=1, descending=True, stable=True))
     ranks = torch.empty_like(order)

@@ -149,6 +149,9 @@ def test_pixel_ranks_order_by_saliency_and_break_ties_by_seed():
     orders = {tuple(pixel_ranks(flat, seed).flatten().tolist()) for seed in range(3)}
     assert len(orders) == 3  # ties: a seeded random order, not raster order
     assert pixel_ranks(flat, 5).equal(pixel_ranks(flat, 5))
+    # an image's order does not depend on its batch
+    maps = torch.rand(3, 6, 6).round()
+    torch.testing.assert_close(pixel_ranks(maps)[2], pixel_ranks(maps[2:])[0])
 
 
 def test_insertion_deletion_rejects_bad_input():
