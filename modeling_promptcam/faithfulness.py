@@ -225,6 +225,8 @@ def insertion_deletion(
             changed = (ranks[images] < counts[step][:, None]).view(-1, 1, height, width)
             perturbed = torch.where(changed, end[images], start[images])
             probabilities = _logits(classifier(perturbed)).float().softmax(dim=-1)
+            if chunk[0] == 0:  # the first call tells how many classes the classifier has
+                _check_targets(target_classes, batch, probabilities.shape[-1])
             curve[images, step] = probabilities.gather(1, target_classes[images][:, None])[:, 0]
             if bar is not None:
                 bar.update()

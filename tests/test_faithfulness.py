@@ -163,6 +163,8 @@ def test_insertion_deletion_rejects_bad_input():
         insertion_deletion(model, pixel_values, torch.rand(2, 4, 4), torch.tensor([0]))
     with pytest.raises(ValueError, match="pixel_values must be a floating-point"):
         insertion_deletion(model, pixel_values[0], torch.rand(2, 4, 4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"target_classes must lie in \[0, 3\)"):
+        insertion_deletion(model, pixel_values, torch.rand(2, 4, 4), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         insertion_deletion(model, pixel_values, torch.rand(2, 4, 4), torch.tensor([0, 1]), steps=0)
     with pytest.raises(ValueError, match="larger than the images"):
