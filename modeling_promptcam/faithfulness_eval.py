@@ -228,6 +228,11 @@ def _check_options(options: FaithfulnessOptions) -> None:
         raise ValueError(f"target must be one of {TARGETS}, got {options.target!r}.")
     if options.scorer not in SCORERS:
         raise ValueError(f"scorer must be one of {SCORERS}, got {options.scorer!r}.")
+    if options.blur_kernel_size < 1 or options.blur_kernel_size % 2 == 0 or options.blur_sigma <= 0:
+        raise ValueError(
+            f"The insertion blur needs an odd kernel size >= 1 and sigma > 0, got {options.blur_kernel_size} and "
+            f"{options.blur_sigma}."
+        )
     if options.max_images is not None and options.max_images < 1:
         raise ValueError(f"max_images must be at least 1, got {options.max_images}.")
 
