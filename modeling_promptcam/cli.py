@@ -260,6 +260,44 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _faithfulness(args: argparse.Namespace) -> int:
+    from .data import DataError
+    from .faithfulness_eval import RESULT_FILE, FaithfulnessOptions, format_table, run_faithfulness
+
+    options = FaithfulnessOptions(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        methods=tuple(args.methods),
+        max_images=args.max_images,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        blur_kernel_size=args.blur_kernel_size,
+        blur_sigma=args.blur_sigma,
+        deletion_value=args.deletion_value,
+        target=args.target,
+        scorer=args.scorer,
+        heads=args.heads,
+        blur=args.blur,
+        stop=args.stop,
+        probe=args.probe,
+        probe_epochs=args.probe_epochs,
+        probe_lr=args.probe_lr,
+        probe_weight_decay=args.probe_weight_decay,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    try:
+        result = run_faithfulness(options)
+    except (DataError, ValueError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_table(result, markdown=args.markdown))
+    print(f"Per-image results and settings: {os.path.join(args.out, RESULT_FILE)}")
+    return 0
+
+
 def _end_distributed() -> None:
     """Close the process group of a data-parallel run, so every process exits cleanly: all ranks meet first, so none
     tears down its connections while another still talks to it."""
@@ -285,6 +323,25 @@ def _stop_rule(value: str) -> str | int:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be 'misclassified' or a number of heads, got {value!r}") from None
+
+
+def _heads(value: str) -> str | int:
+    if value in ("top", "all"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'top', 'all' or a number of heads, got {value!r}") from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -483,6 +540,121 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--overwrite", action="store_true", help="run again over a finished demo in --out")
     demo.set_defaults(run=_demo)
+
+    from .faithfulness import DEFAULT_BATCH_SIZE, DEFAULT_BLUR_KERNEL_SIZE, DEFAULT_BLUR_SIGMA, DEFAULT_STEPS
+    from .faithfulness_eval import METHODS
+
+    faithfulness = commands.add_parser(
+        "faithfulness",
+        help="insertion / deletion and trait localisation of Prompt-CAM vs Grad-CAM-family baselines",
+        description=(
+            "The paper's Table 1 on your data: insertion and deletion AUCs (RISE) of Prompt-CAM's maps and of "
+            "Grad-CAM, Layer-CAM, Eigen-CAM and attention rollout on a linear probe trained on DATA/train with the "
+            "same frozen backbone; with ground-truth masks in DATA/masks/<split>/<class>/<image stem>.png (mode L, "
+            "nonzero = trait region), also the pointing game and the energy in the mask. Every method is evaluated "
+            "on the same images of DATA/val, for the true class (--target). Writes OUT/faithfulness.json (means, "
+            "per-image values, settings) and the probe (OUT/probe), and prints the table."
+        ),
+    )
+    faithfulness.add_argument("--model", required=True, help="a trained Prompt-CAM folder (save_pretrained)")
+    faithfulness.add_argument(
+        "--data", required=True, help="folder with train/<class>/ and val/<class>/ (and optionally masks/val/<class>/)"
+    )
+    faithfulness.add_argument(
+        "--out", default="promptcam_faithfulness", help="output folder (default promptcam_faithfulness)"
+    )
+    faithfulness.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        metavar="METHOD",
+        help=f"methods to compare (default all: {', '.join(METHODS)})",
+    )
+    faithfulness.add_argument(
+        "--max-images",
+        type=_positive_int,
+        help="evaluate a seeded random subset of this many val images (default all)",
+    )
+    faithfulness.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=DEFAULT_STEPS,
+        help=f"insertion / deletion steps (default {DEFAULT_STEPS}; RISE changed one 224-pixel row per step)",
+    )
+    faithfulness.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"images per forward pass (and per map batch; default {DEFAULT_BATCH_SIZE})",
+    )
+    faithfulness.add_argument(
+        "--blur-kernel-size",
+        type=int,
+        default=DEFAULT_BLUR_KERNEL_SIZE,
+        help=f"Gaussian blur of the insertion start: kernel size (default {DEFAULT_BLUR_KERNEL_SIZE}, RISE's)",
+    )
+    faithfulness.add_argument(
+        "--blur-sigma",
+        type=float,
+        default=DEFAULT_BLUR_SIGMA,
+        help=f"... and sigma in pixels (default {DEFAULT_BLUR_SIGMA}, RISE's)",
+    )
+    faithfulness.add_argument(
+        "--deletion-value",
+        type=float,
+        default=0.0,
+        help="value of deleted pixels in normalised space (default 0: the normalisation mean, i.e. mean colour)",
+    )
+    faithfulness.add_argument(
+        "--target",
+        choices=("true", "predicted"),
+        default="true",
+        help="class explained and scored: the true class (default, the same for every method) or each classifier's "
+        "own prediction",
+    )
+    faithfulness.add_argument(
+        "--scorer",
+        choices=("own", "prompt-cam", "probe"),
+        default="own",
+        help="classifier that scores the maps: 'own' (default, the paper's: Prompt-CAM's maps by Prompt-CAM, the "
+        "baselines' by the probe), or one classifier for every method (a control for the classifiers' confidence)",
+    )
+    faithfulness.add_argument(
+        "--heads",
+        type=_heads,
+        default="top",
+        help="Prompt-CAM's map: mean of the 'top' traits (default), of 'all' heads, or of the k highest-ranked heads",
+    )
+    faithfulness.add_argument(
+        "--blur",
+        choices=("paper", "official"),
+        default="paper",
+        help="head blurring of the trait ranking (default paper)",
+    )
+    faithfulness.add_argument(
+        "--stop",
+        type=_stop_rule,
+        default="misclassified",
+        help="top traits: 'misclassified' (paper, default) or a number of heads",
+    )
+    faithfulness.add_argument(
+        "--probe", help="use this saved probe (OUT/probe of an earlier run) instead of training one"
+    )
+    faithfulness.add_argument(
+        "--probe-epochs", type=_positive_int, default=100, help="probe training epochs (default 100)"
+    )
+    faithfulness.add_argument("--probe-lr", type=float, default=1e-3, help="probe learning rate, AdamW (default 1e-3)")
+    faithfulness.add_argument(
+        "--probe-weight-decay", type=float, default=1e-4, help="probe weight decay (default 1e-4)"
+    )
+    faithfulness.add_argument("--seed", type=int, default=0, help="image subset, probe, pixel tie order (default 0)")
+    faithfulness.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    faithfulness.add_argument(
+        "--markdown", action="store_true", help="print a Markdown table beside the paper's values"
+    )
+    faithfulness.add_argument("--no-progress", action="store_true", help="no progress bars")
+    faithfulness.set_defaults(run=_faithfulness)
     return parser
 
 
