@@ -628,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     faithfulness.add_argument(
         "--blur",
-        choices=("paper", "official"),
+        choices=("paper", "official", "spatial"),
         default="paper",
         help="head blurring of the trait ranking (default paper)",
     )
