@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scorer", choices=("own", "prompt-cam", "probe"), default="own", help="see promptcam faithfulness --help"
     )
+    parser.add_argument(
+        "--blur", choices=("paper", "official", "spatial"), default="paper", help="Prompt-CAM's head ranking blur"
+    )
+    parser.add_argument("--heads", default="top", help="Prompt-CAM saliency: top (top traits), all, or a number k")
     parser.add_argument("--probe-epochs", type=int, default=100)
     parser.add_argument("--probe-lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -102,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             scorer=args.scorer,
             probe_epochs=args.probe_epochs,
             probe_lr=args.probe_lr,
+            blur=args.blur,
+            heads=args.heads if args.heads in ("top", "all") else int(args.heads),
             seed=args.seed,
             device=args.device,
             extra={"run": name},

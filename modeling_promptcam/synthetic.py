@@ -2,15 +2,16 @@
 one small local trait.
 
 Every image shows one bird (body, head, beak, eye, wing, tail, legs) at a random position, size, rotation and facing,
-with random colours for every part, over a random background that also carries textured blobs. All of that is drawn
-the same way for every class. What decides the class is one trait, drawn only for that class:
+with random colours for every part, over a random background. All of that is drawn the same way for every class.
+What decides the class is one trait, drawn only for that class:
 
 - three wing-patch textures (stripes, checks, dots) in the same place on the wing, in random colours;
-- a crest on the head, a forked tail, a dark eye band, a spotted throat.
+- a crest on the head, a forked tail, a dark eye band, a spotted throat;
+- none: the `plain` reference class.
 
-So a classifier can only tell the wing-patch classes apart by looking at the texture on the wing (the same textures
-appear in the background, so "stripes somewhere" is no cue), and the others by looking at the head, the tail or the
-throat. Each image comes with a mask of its trait (`masks/<split>/<class>/<name>.png`, mode L, 255 inside); the
+Every class differs from `plain` in one place only, so a classifier can only tell a class apart by looking at its
+trait: the texture on the wing, the head, the tail or the throat. Each image comes with a mask of its trait (empty
+for `plain`) (`masks/<split>/<class>/<name>.png`, mode L, 255 inside); the
 masks are drawn with the same geometry as the image. A trait covers at most `MAX_TRAIT_FRACTION` of the image.
 
 Layout written by [`generate_dataset`] (an `imagefolder` tree that `promptcam train --data-dir` takes):
@@ -59,6 +60,9 @@ CLASSES: tuple[TraitClass, ...] = (
     TraitClass("fork_tailed", "tail", "a deeply forked tail"),
     TraitClass("masked", "head", "a dark band through the eye"),
     TraitClass("spotted_throat", "throat", "a spotted throat patch"),
+    # the reference bird: without it, a class could be told by the absence of the other classes' traits (a bird
+    # with no crest, band, spots or patch would have to be fork-tailed), and its prompt would not need its own trait
+    TraitClass("plain", "none", "no trait: the reference bird every other class differs from in one place"),
 )
 TEXTURES = ("stripes", "checks", "dots")
 
@@ -181,8 +185,8 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
     for x in (-12.0, 10.0):
         shape(np.array([[x, 25], [x + 4, 25], [x + 2, 58], [x - 2, 58]]), leg_colour)
     fork = trait.name == "fork_tailed"
-    forked_tail = np.array([[-45, -8], [-106, -34], [-66, 0], [-106, 34], [-45, 8]])
-    plain_tail = np.array([[-45, -8], [-92, -20], [-96, 0], [-92, 20], [-45, 8]])
+    forked_tail = np.array([[-45, -8], [-112, -42], [-62, 0], [-112, 42], [-45, 8]])
+    plain_tail = np.array([[-45, -8], [-88, -16], [-92, 0], [-88, 16], [-45, 8]])
     shape(forked_tail if fork else plain_tail, body_colour if rng.random() < 0.5 else wing_colour)
     if fork:  # the trait is the tail's shape: its region is where either shape could be
         for outline in (forked_tail, plain_tail):
@@ -208,7 +212,7 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
         _paste_texture(canvas, throat, spots)
         mask_draw.polygon(throat, fill=255)
     if trait.name == "crested":
-        crest = np.array([[36, -34], [28, -66], [44, -46], [50, -76], [57, -46], [72, -64], [66, -34]])
+        crest = np.array([[34, -32], [22, -72], [42, -48], [50, -84], [58, -48], [78, -70], [68, -32]])
         shape(crest, _random_colour(rng), mask=True)
     shape(_ellipse(52, -22, 22, 20), head_colour)
     shape(np.array([[70, -28], [92, -20], [70, -14]]), beak_colour)
@@ -267,7 +271,8 @@ def generate_dataset(
         ):
             (root / name).mkdir(parents=True, exist_ok=True)
             picture.save(root / name / stem)
-        fractions.append(float(mask.mean()))
+        if mask.any():
+            fractions.append(float(mask.mean()))
     info = {
         "name": "synthetic fine-grained birds",
         "classes": class_names(),
