@@ -20,6 +20,7 @@ import html
 import io
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,44 +80,42 @@ def _visualization():
     return visualization
 
 
-def as_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB as the model's image processor sees it: transparency composited on white (as transformers'
-    `convert_to_rgb` does), 16-bit and float grey rescaled by their value range (`data.to_rgb`)."""
-    if "A" in image.getbands() or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    return to_rgb(image)
-
-
 def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """An uploaded file as an RGB image, upright (EXIF orientation, as the pipeline's `load_image`). Raises
-    [`InputError`] for a missing or unreadable file and for images over `max_pixels` (checked from the header, before
-    the pixels are decoded)."""
+    """An uploaded file as an 8-bit RGB image, read as the image-classification pipeline reads a file (EXIF orientation
+    applied, alpha dropped) except that 16-bit and float grey are rescaled by their range (`data.to_rgb`, as in
+    training) instead of clipped.
+
+    Raises [`InputError`] for a missing or unreadable file and for images over `max_pixels` (checked from the
+    header, before the pixels are decoded)."""
     name = os.path.basename(os.fspath(path))
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():  # PIL's decompression-bomb warning: the size is checked right here instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened:
             width, height = opened.size
             if width * height > max_pixels:
                 raise InputError(_too_large(name, f"{width} x {height} pixels", max_pixels))
             image = ImageOps.exif_transpose(opened)
             image.load()
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"{name}: no such file.") from None
     except Image.DecompressionBombError as error:  # raised by Image.open itself beyond twice PIL's limit
-        raise InputError(_too_large(name, str(error).split(",")[0], max_pixels)) from None
+        size = f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, PIL's decompression-bomb limit"
+        raise InputError(_too_large(name, size, max_pixels)) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InputError(
             f"{name} is not an image this app can read ({type(error).__name__}); upload a JPEG, PNG, WebP, BMP, GIF "
             "or TIFF file."
         ) from None
-    return as_rgb(image)
+    return to_rgb(image)
 
 
 def _too_large(name: str, size: str, max_pixels: int) -> str:
-    return (
-        f"{name} is too large ({size}); the app accepts images up to {max_pixels / 1e6:.0f} megapixels. "
-        "Downscale it and upload it again."
-    )
+    limit = f"{max_pixels / 1e6:.0f} megapixels" if max_pixels >= 1e6 else f"{max_pixels} pixels"
+    return f"{name} is too large ({size}); the app accepts images up to {limit}. Downscale it and upload it again."
 
 
 def find_examples(folder: str | os.PathLike, model: PromptCamForImageClassification) -> list[ExampleImage]:
@@ -254,7 +253,7 @@ class TraitExplorer:
         self._check_settings(blur, alpha)
         true_index = self.class_index(true_class, "true class")
         compare_index = self.class_index(compare_class, "class to compare")
-        picture = as_rgb(image) if isinstance(image, Image.Image) else open_image(image, self.max_pixels)
+        picture = to_rgb(image) if isinstance(image, Image.Image) else open_image(image, self.max_pixels)
         if picture.width * picture.height > self.max_pixels:
             raise InputError(_too_large("The image", f"{picture.width} x {picture.height} pixels", self.max_pixels))
         explanation = self._explain(
@@ -566,7 +565,6 @@ __all__ = [
     "ExplorerView",
     "InputError",
     "TraitExplorer",
-    "as_rgb",
     "build_app",
     "find_examples",
     "launch",
