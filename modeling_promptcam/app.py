@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
+import logging
 import os
 import threading
 import warnings
@@ -29,6 +30,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .data import IMAGE_EXTENSIONS, to_rgb
 from .explain import Explanation, explain_image, resolve_class
 from .modeling_promptcam import BLUR_MODES, PromptCamForImageClassification, promptcam_image_processor
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -133,6 +136,8 @@ def find_examples(folder: str | os.PathLike, model: PromptCamForImageClassificat
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
         )
         index = resolve_class(model, entry.name)
+        if index is None and files:
+            logger.warning("examples: %s is not a class of the model; its images get no true class.", entry.name)
         examples += [ExampleImage(os.path.join(entry.path, name), entry.name, index) for name in files]
     return examples
 
@@ -351,6 +356,10 @@ def _md(text: str) -> str:
     return html.escape(text).replace("*", r"\*").replace("_", r"\_")
 
 
+def _class_name(example: ExampleImage, names: list[str]) -> str | None:
+    return names[example.class_index] if example.class_index is not None else None
+
+
 def _path_of(payload) -> str | None:
     """The uploaded file's path from an image input's raw value (the app reads files itself, with its own checks and
     messages, instead of letting Gradio decode them first)."""
@@ -470,10 +479,12 @@ def build_app(
                     explain_button = gr.Button("Explain", variant="primary", elem_id="explain-button")
                     if explorer.examples:
                         gr.Examples(
-                            [[example.path, example.label] for example in explorer.examples],
+                            # the model's own class name: the dropdown shows (and selects) only names it offers
+                            [[example.path, _class_name(example, names)] for example in explorer.examples],
                             inputs=[image, true_class],
                             label="Examples (the folder name is the true class)",
                             examples_per_page=12,
+                            elem_id="examples",
                         )
                 with gr.Column(scale=2):
                     predictions = gr.Label(num_top_classes=10, label="Predictions", elem_id="predictions")

@@ -1,8 +1,7 @@
 """The trait explorer app without a browser: what it shows for an image, and readable messages for bad input."""
 
-import struct
+import os
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -21,51 +20,7 @@ from modeling_promptcam.app import (
 from modeling_promptcam.cli import build_parser
 from modeling_promptcam.cli import main as cli_main
 from modeling_promptcam.data import to_rgb
-from tests.helpers import tiny_model
-
-CLASS_NAMES = ["Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross", "Groove_billed_Ani"]
-
-
-def random_image(seed, size=(160, 120), mode="RGB"):
-    channels = {"L": (), "RGB": (3,), "RGBA": (4,)}[mode]
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], *channels), dtype=np.uint8)
-    if mode == "RGBA":
-        pixels[..., 3] = np.linspace(0, 255, size[0], dtype=np.uint8)  # transparent on the left, opaque on the right
-    return Image.fromarray(pixels)
-
-
-def save_model(folder):
-    model = tiny_model("vit", num_labels=len(CLASS_NAMES))
-    model.config.id2label = dict(enumerate(CLASS_NAMES))
-    model.config.label2id = {name: i for i, name in enumerate(CLASS_NAMES)}
-    model.save_pretrained(folder)
-    return model
-
-
-def make_examples(folder):
-    """An imagefolder tree: two classes by plain name, one by official numbered name, one unknown to the model."""
-    for seed, name in enumerate(["Laysan_Albatross", "003.Sooty_Albatross", "Not_A_Model_Class"]):
-        (folder / name).mkdir(parents=True)
-        for number in range(2):
-            random_image(10 * seed + number).save(folder / name / f"bird{number}.png")
-    (folder / "Laysan_Albatross" / "notes.txt").write_text("not an example")
-    return folder
-
-
-def huge_png(path, width, height):
-    """A valid all-black 1-bit PNG of any size, written without holding its pixels (a decompression bomb)."""
-    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
-    compressor, chunks = zlib.compressobj(9), []
-    for _ in range(height):
-        chunks.append(compressor.compress(row))
-    data = b"".join(chunks) + compressor.flush()
-
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-    return path
+from tests.app_helpers import CLASS_NAMES, huge_png, make_examples, random_image, save_model
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +162,10 @@ def test_unknown_classes_and_bad_settings_get_readable_messages(saved, tmp_path)
     assert explorer.stop_rule("misclassified", 9) == "misclassified" and explorer.stop_rule("number", 2.0) == 2
 
 
-def test_example_folders_and_the_class_gallery(saved):
+def test_example_folders_and_the_class_gallery(saved, caplog):
     _, _, explorer = saved
+    find_examples(os.path.dirname(os.path.dirname(explorer.examples[0].path)), explorer.model)
+    assert "Not_A_Model_Class is not a class of the model; its images get no true class" in caplog.text
     found = [(example.label, example.class_index) for example in explorer.examples]
     assert (
         found == [("003.Sooty_Albatross", 2)] * 2 + [("Laysan_Albatross", 1)] * 2 + [("Not_A_Model_Class", None)] * 2
