@@ -1,7 +1,9 @@
 """The trait explorer app without a browser: what it shows for an image, and readable messages for bad input."""
 
+import importlib.util
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,3 +241,34 @@ def test_cli_app_arguments(saved, tmp_path, capsys):
         cli_main(["app", "--help"])
     assert shown.value.code == 0
     assert "127.0.0.1" in capsys.readouterr().out
+
+
+def load_space_app():
+    path = Path(__file__).resolve().parents[1] / "examples" / "space_app.py"
+    spec = importlib.util.spec_from_file_location("space_app", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_space_entry_point_reads_the_model_from_the_environment(saved, monkeypatch):
+    folder, _, explorer = saved
+    space_app = load_space_app()
+    monkeypatch.delenv("PROMPTCAM_MODEL", raising=False)
+    with pytest.raises(SystemExit, match="Set PROMPTCAM_MODEL to the Prompt-CAM model to serve"):
+        space_app.create_app()
+
+    examples = os.path.dirname(os.path.dirname(explorer.examples[0].path))
+    monkeypatch.setenv("PROMPTCAM_MODEL", str(folder))
+    monkeypatch.setenv("PROMPTCAM_EXAMPLES", examples)
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    launched = {}
+    monkeypatch.setattr(space_app, "launch", lambda app, **options: launched.update(app=app, **options))
+    space_app.main()
+    assert (launched["host"], launched["port"]) == ("127.0.0.1", 7860)  # off Spaces: this machine only
+    events = {function.api_name for function in launched["app"].fns.values()}
+    assert {"explain", "gallery"} <= events
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # what a Space sets
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    space_app.main()
+    assert (launched["host"], launched["port"]) == ("0.0.0.0", 7861)
