@@ -39,6 +39,7 @@ DEFAULT_PORT = 7860
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 DISPLAY_SIDE = 448  # overlays and figures are drawn on a copy at most this many pixels on its longer side
 GALLERY_IMAGES = 4
+EXAMPLES_PER_CLASS = 2  # in the Explain tab's examples table (the class gallery uses all of a class's images)
 QUEUE_SIZE = 32  # requests waiting beyond this many get a "queue is full" message instead of piling up
 STOP_MISCLASSIFIED, STOP_NUMBER = "misclassified", "number"
 
@@ -360,6 +361,17 @@ def _class_name(example: ExampleImage, names: list[str]) -> str | None:
     return names[example.class_index] if example.class_index is not None else None
 
 
+def _first_of_each(examples: list[ExampleImage]) -> list[ExampleImage]:
+    """Up to EXAMPLES_PER_CLASS examples of each folder: a whole validation set (thousands of images) would make the
+    table unusable and the start slow (Gradio copies every example into its cache)."""
+    shown, counts = [], {}
+    for example in examples:
+        counts[example.label] = counts.get(example.label, 0) + 1
+        if counts[example.label] <= EXAMPLES_PER_CLASS:
+            shown.append(example)
+    return shown
+
+
 def _path_of(payload) -> str | None:
     """The uploaded file's path from an image input's raw value (the app reads files itself, with its own checks and
     messages, instead of letting Gradio decode them first)."""
@@ -433,7 +445,8 @@ def build_app(
         return figures, f"Top traits of **{_md(class_name)}** on {len(figures)} example image(s)."
 
     names = explorer.class_names
-    gallery_classes = [name for name in names if any(e.class_index == names.index(name) for e in explorer.examples)]
+    with_examples = {example.class_index for example in explorer.examples} - {None}
+    gallery_classes = [names[index] for index in sorted(with_examples)]
     heads = explorer.num_heads
     config = explorer.model.config
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
@@ -480,9 +493,12 @@ def build_app(
                     if explorer.examples:
                         gr.Examples(
                             # the model's own class name: the dropdown shows (and selects) only names it offers
-                            [[example.path, _class_name(example, names)] for example in explorer.examples],
+                            [
+                                [example.path, _class_name(example, names)]
+                                for example in _first_of_each(explorer.examples)
+                            ],
                             inputs=[image, true_class],
-                            label="Examples (the folder name is the true class)",
+                            label=f"Examples (the folder name is the true class; up to {EXAMPLES_PER_CLASS} per class)",
                             examples_per_page=12,
                             elem_id="examples",
                         )

@@ -13,8 +13,10 @@ from transformers import AutoImageProcessor, pipeline
 
 from modeling_promptcam.app import (
     DEFAULT_HOST,
+    ExampleImage,
     InputError,
     TraitExplorer,
+    _first_of_each,
     build_app,
     find_examples,
     open_image,
@@ -187,6 +189,9 @@ def test_example_folders_and_the_class_gallery(saved, caplog):
         explorer.gallery("Groove_billed_Ani")
     with pytest.raises(InputError, match="Unknown class 'Not_A_Model_Class'"):
         explorer.gallery("Not_A_Model_Class")
+    # the Explain tab's table shows at most EXAMPLES_PER_CLASS images of each folder
+    many = [ExampleImage(f"a{number}.png", "A", 0) for number in range(3)] + [ExampleImage("b.png", "B", None)]
+    assert [example.path for example in _first_of_each(many)] == ["a0.png", "a1.png", "b.png"]
     with pytest.raises(FileNotFoundError, match="examples folder .* does not exist"):
         find_examples("/nonexistent/examples", explorer.model)
 

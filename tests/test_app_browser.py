@@ -6,6 +6,7 @@ These tests fail, never skip, when the browser or Playwright is missing: `.ci/ru
 `pip install -e ".[dev]"` installs playwright.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -234,3 +235,23 @@ def test_concurrent_requests_are_queued_and_the_server_binds_to_localhost(server
         bad.result(timeout=WAIT_MS / 1000)
     assert all(len(job.result()[2]) == 2 for job in jobs)  # two trait overlays each (fixed number 2)
     assert f"Running on local URL:  http://127.0.0.1:{server.port}" in server.log.read_text()
+
+
+def test_files_on_the_server_that_were_not_uploaded_are_refused(server, tmp_path):
+    # the app reads uploads itself (no Gradio preprocessing); Gradio must still refuse a path nobody uploaded
+    private = tmp_path / "private.png"
+    random_image(30).save(private)
+    file_data = {"path": str(private), "meta": {"_type": "gradio.FileData"}}
+    body = json.dumps({"data": [file_data, None, None, "paper", "misclassified", 2, 0.5, 3]}).encode()
+    request = urllib.request.Request(
+        f"{server.url}gradio_api/call/explain", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{server.url}gradio_api/call/explain/{event_id}", timeout=WAIT_MS / 1000) as response:
+        stream = response.read().decode()
+    assert stream.startswith("event: error") and "confidences" not in stream
+    assert (
+        f"Cannot move {private} to the gradio cache dir because it was not uploaded by a user"
+        in server.log.read_text()
+    )
