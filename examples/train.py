@@ -64,6 +64,7 @@ def main() -> None:
         weight_decay=recipe.weight_decay,
         optim="sgd",
         optim_args=f"momentum={recipe.momentum}",
+        max_grad_norm=0.0,  # no gradient clipping, as the official recipe (the Trainer clips to 1.0 by default)
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr": recipe.lr_min},
         warmup_steps=recipe.warmup_epochs / recipe.epochs,

@@ -42,6 +42,11 @@ GALLERY_IMAGES = 4
 EXAMPLES_PER_CLASS = 2  # in the Explain tab's examples table (the class gallery uses all of a class's images)
 QUEUE_SIZE = 32  # requests waiting beyond this many get a "queue is full" message instead of piling up
 STOP_MISCLASSIFIED, STOP_NUMBER = "misclassified", "number"
+BLUR_LABELS = {  # what a blurred head's attention becomes (modeling_promptcam.rank_traits)
+    "paper": "paper (uniform over patches)",
+    "official": "official code (uniform over all tokens)",
+    "spatial": "spatial (only the patch part spread evenly)",
+}
 
 
 class InputError(ValueError):
@@ -458,10 +463,7 @@ def build_app(
         with gr.Accordion("Settings", open=True):
             with gr.Row():
                 blur = gr.Radio(
-                    [
-                        ("paper (uniform over patches)", "paper"),
-                        ("official code (uniform over all tokens)", "official"),
-                    ],
+                    [(BLUR_LABELS.get(mode, mode), mode) for mode in BLUR_MODES],
                     value="paper",
                     label="Blur mode of the trait ranking",
                 )

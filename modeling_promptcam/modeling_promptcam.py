@@ -54,7 +54,7 @@ class PromptCamImageClassifierOutput(ModelOutput):
     trait_map_classes: torch.LongTensor | None = None
 
 
-BLUR_MODES = ("paper", "official")
+BLUR_MODES = ("paper", "official", "spatial")
 
 
 @dataclass
@@ -691,7 +691,10 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             blur (`str`, *optional*, defaults to `"paper"`):
                 `"paper"`: the target's attention in a blurred head becomes 1/M over the M patches (0 on prompts, CLS,
                 registers). `"official"`: its pre-softmax logits are set to 0, i.e. uniform over all keys (what the
-                official code does).
+                official code does). `"spatial"`: only where the head looks among the patches is blurred: its
+                attention mass on the patches is spread evenly over them, its attention to prompts, CLS and registers
+                is kept. A head that reads the class mostly from the CLS token then loses little when blurred and
+                ranks low, so the top-ranked heads are those whose trait map (the patch part) carries the evidence.
             stop (`str` or `int`, *optional*, defaults to `"misclassified"`):
                 `"misclassified"` (paper): the top traits are the heads still unblurred when another class first
                 scores strictly higher than the target (at least one head; all heads if the target is not the top
@@ -757,10 +760,15 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         # the target prompt's attention output per head, as computed, and as blurred
         weights = self._row_attention_weights(attention, query, key, targets[:, None])  # (B, heads, 1, keys)
         attended_heads = torch.matmul(weights, value)[:, :, 0]  # (B, heads, head_dim)
-        blurred_keys = (
-            value[:, :, self.config.num_labels + self.adapter.num_prefix_tokens :] if blur == "paper" else value
-        )
-        blurred_heads = blurred_keys.mean(dim=2)  # uniform attention = the mean of the values it spreads over
+        first_patch = self.config.num_labels + self.adapter.num_prefix_tokens
+        if blur == "spatial":
+            # keep the attention to prompts / CLS / registers; spread the patch mass evenly over the patches
+            kept = torch.matmul(weights[..., :first_patch], value[:, :, :first_patch])[:, :, 0]
+            patch_mass = weights[..., first_patch:].sum(dim=-1)  # (B, heads, 1)
+            blurred_heads = kept + patch_mass * value[:, :, first_patch:].mean(dim=2)
+        else:
+            blurred_keys = value[:, :, first_patch:] if blur == "paper" else value
+            blurred_heads = blurred_keys.mean(dim=2)  # uniform attention = the mean of the values it spreads over
         target_prompts = class_prompts.expand(batch, -1, -1)[images, targets][:, None]  # (B, 1, D)
 
         other_logits = logits.clone()

@@ -195,6 +195,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None, record_sa
         weight_decay=recipe.weight_decay,
         optim="sgd",
         optim_args=f"momentum={recipe.momentum}",
+        max_grad_norm=0.0,  # the official recipe does not clip gradients (the Trainer clips to 1.0 by default)
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr": recipe.lr_min},
         warmup_steps=recipe.warmup_epochs / recipe.epochs,  # a float below 1 is a fraction of all steps

@@ -212,10 +212,13 @@ def naive_target_logits(model, pixel_values, target: int, blurred_heads, blur: s
     if blur == "official":
         scores[:, heads, target, :] = 0.0
     weights = scores.softmax(dim=-1)
+    num_patches = sequence.shape[1] - num_labels - prefix
     if blur == "paper":
-        num_patches = sequence.shape[1] - num_labels - prefix
         weights[:, heads, target, :] = 0.0
         weights[:, heads, target, num_labels + prefix :] = 1.0 / num_patches
+    if blur == "spatial":  # the patch mass spread evenly over the patches; prompts / CLS / registers untouched
+        patch_mass = weights[:, heads, target, num_labels + prefix :].sum(dim=-1, keepdim=True)
+        weights[:, heads, target, num_labels + prefix :] = patch_mass / num_patches
     attended = attention.o_proj((weights @ value).transpose(1, 2).reshape(batch, sequence.shape[1], -1))
     if family != "vit":
         attended = layer.layer_scale1(attended)

@@ -88,6 +88,8 @@ def test_fixed_number_of_traits_and_official_blur(saved, tmp_path):
     view = explorer.explain(str(path), blur="official", stop=explorer.stop_rule("number", 3), alpha=0.0)
     ranking = view.explanation.predicted.ranking
     assert (ranking.blur, ranking.stop, len(ranking.top_traits)) == ("official", 3, 3)
+    spatial = explorer.explain(str(path), blur="spatial").explanation.predicted.ranking
+    assert spatial.blur == "spatial" and len(spatial.ranked_heads) == 4
     assert len(view.top_traits) == 3
     # opacity 0: the overlays are the image itself
     image = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
@@ -153,7 +155,7 @@ def test_unknown_classes_and_bad_settings_get_readable_messages(saved, tmp_path)
     cases = [
         ({"true_class": "Dodo"}, r"Unknown true class 'Dodo': pick one of the model's classes \(for example Black"),
         ({"compare_class": "Sooty"}, "Unknown class to compare 'Sooty'"),
-        ({"blur": "gaussian"}, "Unknown blur mode 'gaussian': use one of paper, official"),
+        ({"blur": "gaussian"}, "Unknown blur mode 'gaussian': use one of paper, official, spatial"),
         ({"alpha": 1.5}, "map opacity must be between 0 and 1, got 1.5"),
     ]
     for options, message in cases:

@@ -30,7 +30,7 @@ def test_official_blur_reproduces_the_official_greedy_order(name):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("blur", ["paper", "official"])
+@pytest.mark.parametrize("blur", ["paper", "official", "spatial"])
 @pytest.mark.parametrize("prompt_mode", ["deep", "shallow"])
 def test_fast_ranking_equals_naive_loop_of_full_forwards(family, blur, prompt_mode):
     model = tiny_model(family, prompt_mode=prompt_mode, seed=5)
