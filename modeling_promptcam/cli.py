@@ -107,6 +107,32 @@ def _explain(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _app(args: argparse.Namespace) -> int:
+    try:
+        from .app import MAX_PIXELS, build_app, launch
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.examples is not None and not os.path.isdir(args.examples):
+        print(
+            f"error: --examples {args.examples} is not a folder (expected DIR/<class name>/<image>).", file=sys.stderr
+        )
+        return 1
+    if os.path.isdir(args.model) and not os.path.isfile(os.path.join(args.model, "config.json")):
+        print(f"error: {args.model} is not a saved Prompt-CAM model folder (no config.json).", file=sys.stderr)
+        return 1
+    try:
+        app = build_app(args.model, args.examples, max_pixels=args.max_pixels or MAX_PIXELS)
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:  # a Hub id that does not exist or cannot be reached, a broken folder
+        print(f"error: cannot load the model {args.model}: {error}", file=sys.stderr)
+        return 1
+    launch(app, host=args.host, port=args.port)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from .data import DataError
     from .training import TrainOptions, run_training
@@ -411,6 +437,39 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--alpha", type=float, default=0.5, help="opacity of the maps over the image (default 0.5)")
     explain.add_argument("--out", default="promptcam_explain", help="output folder (default promptcam_explain)")
     explain.set_defaults(run=_explain)
+
+    app = commands.add_parser(
+        "app",
+        help="serve the trait explorer web app (Gradio; the app extra)",
+        description=(
+            "A web app to upload an image (or pick an example) and browse its traits: the top-k predictions, the "
+            "predicted class's top traits in rank order and all its heads, how any other class's prompt sees the "
+            "same image, true vs predicted for labelled examples, and a class gallery over the example images. The "
+            "model is loaded once; requests are queued and answered one at a time. Serves on 127.0.0.1 (this "
+            'machine only) unless --host says otherwise. Needs pip install "modeling-promptcam[app]".'
+        ),
+    )
+    app.add_argument(
+        "--model", required=True, help="a folder saved by save_pretrained / promptcam convert, or a Hub id"
+    )
+    app.add_argument(
+        "--examples",
+        metavar="DIR",
+        help="example images as DIR/<class name>/<image> (imagefolder layout): the folder name is the true class",
+    )
+    app.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 serves every network interface)",
+    )
+    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse larger uploads with a message (default: PIL's decompression-bomb limit, about 89 megapixels)",
+    )
+    app.set_defaults(run=_app)
 
     train = commands.add_parser(
         "train",

@@ -1,0 +1,53 @@
+"""A tiny saved model with bird class names, example folders and test images for the trait explorer's tests."""
+
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+from tests.helpers import tiny_model
+
+CLASS_NAMES = ["Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross", "Groove_billed_Ani"]
+
+
+def random_image(seed, size=(160, 120), mode="RGB"):
+    channels = {"L": (), "RGB": (3,), "RGBA": (4,)}[mode]
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], *channels), dtype=np.uint8)
+    if mode == "RGBA":
+        pixels[..., 3] = np.linspace(0, 255, size[0], dtype=np.uint8)  # transparent on the left, opaque on the right
+    return Image.fromarray(pixels)
+
+
+def save_model(folder):
+    model = tiny_model("vit", num_labels=len(CLASS_NAMES))
+    model.config.id2label = dict(enumerate(CLASS_NAMES))
+    model.config.label2id = {name: i for i, name in enumerate(CLASS_NAMES)}
+    model.save_pretrained(folder)
+    return model
+
+
+def make_examples(folder):
+    """An imagefolder tree: two classes by plain name, one by official numbered name, one unknown to the model."""
+    for seed, name in enumerate(["Laysan_Albatross", "003.Sooty_Albatross", "Not_A_Model_Class"]):
+        (folder / name).mkdir(parents=True)
+        for number in range(2):
+            random_image(10 * seed + number).save(folder / name / f"bird{number}.png")
+    (folder / "Laysan_Albatross" / "notes.txt").write_text("not an example")
+    return folder
+
+
+def huge_png(path, width, height):
+    """A valid all-black 1-bit PNG of any size, written without holding its pixels (a decompression bomb)."""
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    compressor, chunks = zlib.compressobj(9), []
+    for _ in range(height):
+        chunks.append(compressor.compress(row))
+    data = b"".join(chunks) + compressor.flush()
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
