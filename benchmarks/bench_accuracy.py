@@ -6,8 +6,9 @@ seeded subsets, 28 x 28 grey images upsampled to 224 x 224 RGB by the model's im
 
 Both methods see the same training images for the same number of epochs with the same batch size (so the same
 number of optimiser steps) and the same preprocessing (mean = std = 0.5):
-- Prompt-CAM: `promptcam train`'s pipeline (`run_training`) with the demo's short-budget recipe (AdamW, see
-  docs/demo.md), including its training augmentation (resize 240, random crop 224, flip);
+- Prompt-CAM: `promptcam train`'s pipeline (`run_training`) with the demo's short-budget recipe (AdamW 3e-3, one
+  warm-up epoch, bf16 autocast on a CPU with native bf16; see docs/demo.md), including its training augmentation
+  (resize 240, random crop 224, flip);
 - linear probe: `nn.Linear` on the frozen CLS feature (`modeling_promptcam.linear_probe`), AdamW on cached features
   (no augmentation). A probe trained to convergence (200 epochs on the cached features) is reported too.
 
@@ -30,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modeling_promptcam.demo import DemoOptions  # noqa: E402
+from modeling_promptcam.demo import DemoOptions, _cpu_bf16_arguments  # noqa: E402
 from modeling_promptcam.linear_probe import extract_features, fit_linear_probe  # noqa: E402
 from modeling_promptcam.modeling_promptcam import (  # noqa: E402
     PromptCamForImageClassification,
@@ -74,7 +75,12 @@ def run_dataset(name: str, args: argparse.Namespace, backbone: str) -> dict:
             prompt_mode="deep",
             seed=args.seed,
             overwrite_output_dir=True,
-            extra={"save_strategy": "no", "load_best_model_at_end": False, **demo.training_arguments},
+            extra={
+                "save_strategy": "no",
+                "load_best_model_at_end": False,
+                **_cpu_bf16_arguments(),
+                **demo.training_arguments,
+            },
         )
     )
     promptcam_seconds = time.perf_counter() - started
