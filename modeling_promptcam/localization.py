@@ -43,15 +43,13 @@ def cls_attention_maps(
 ) -> torch.Tensor:
     """The backbone's last-layer attention of the CLS token to each patch, averaged over heads: `(B, grid_h, grid_w)`.
 
-    Attention weights come from transformers' own `output_attentions=True`, which needs the eager attention; the
-    backbone's attention implementation is restored afterwards. `num_prefix_tokens`: CLS plus register tokens.
+    Attention weights come from transformers' own `output_attentions=True`, which needs the eager attention
+    (`faithfulness.eager_attention` switches to it and back). `num_prefix_tokens`: CLS plus register tokens.
     """
-    previous = backbone.config._attn_implementation
-    backbone.set_attn_implementation("eager")
-    try:
+    from .faithfulness import eager_attention
+
+    with eager_attention(backbone):
         attentions = backbone(pixel_values=pixel_values, output_attentions=True).attentions[-1]
-    finally:
-        backbone.set_attn_implementation(previous)
     patch = backbone.config.patch_size
     patch_h, patch_w = (patch, patch) if isinstance(patch, int) else patch
     grid = (pixel_values.shape[-2] // patch_h, pixel_values.shape[-1] // patch_w)
