@@ -12,7 +12,7 @@ number of optimiser steps) and the same preprocessing (mean = std = 0.5):
 - linear probe: `nn.Linear` on the frozen CLS feature (`modeling_promptcam.linear_probe`), AdamW on cached features
   (no augmentation). A probe trained to convergence (200 epochs on the cached features) is reported too.
 
-    python benchmarks/bench_accuracy.py                       # both datasets, about 25 minutes on 2 CPU cores
+    python benchmarks/bench_accuracy.py                       # both datasets, about 20 minutes on 2 CPU cores
     python benchmarks/bench_accuracy.py --datasets animal-mnist --train-per-class 20 --epochs 2   # a quick look
 
 Prints a table and writes `OUT/accuracy.json`. Results are recorded in docs/benchmarks.md.
@@ -125,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = DemoOptions()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["fashion-mnist", "animal-mnist"])
-    parser.add_argument("--train-per-class", type=int, default=50, help="training images per class (default 50)")
-    parser.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
-    parser.add_argument("--epochs", type=int, default=demo.epochs, help=f"epochs for both (default {demo.epochs})")
+    parser.add_argument("--train-per-class", type=int, default=40, help="training images per class (default 40)")
+    parser.add_argument("--val-per-class", type=int, default=30, help="validation images per class (default 30)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs for both methods (default 10)")
     parser.add_argument("--learning-rate", type=float, default=demo.learning_rate, help="Prompt-CAM's peak rate")
     parser.add_argument("--batch-size", type=int, default=demo.batch_size)
     parser.add_argument("--seed", type=int, default=0)
