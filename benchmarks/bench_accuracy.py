@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modeling_promptcam.demo import DemoOptions, _cpu_bf16_arguments  # noqa: E402
+from modeling_promptcam.demo import DemoOptions, cpu_bf16_arguments  # noqa: E402
 from modeling_promptcam.linear_probe import extract_features, fit_linear_probe  # noqa: E402
 from modeling_promptcam.modeling_promptcam import (  # noqa: E402
     PromptCamForImageClassification,
@@ -78,7 +78,7 @@ def run_dataset(name: str, args: argparse.Namespace, backbone: str) -> dict:
             extra={
                 "save_strategy": "no",
                 "load_best_model_at_end": False,
-                **_cpu_bf16_arguments(),
+                **cpu_bf16_arguments(),
                 **demo.training_arguments,
             },
         )

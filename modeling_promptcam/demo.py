@@ -342,7 +342,7 @@ def prepare_dataset(options: DemoOptions) -> tuple[str, dict]:
     return str(folder), generate_dataset(folder, **wanted)
 
 
-def _cpu_bf16_arguments() -> dict:
+def cpu_bf16_arguments() -> dict:
     """TrainingArguments for bf16 autocast on the CPU, where there is no GPU and the CPU computes bf16 natively."""
     if torch.cuda.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return {}
@@ -380,7 +380,7 @@ def run_demo(options: DemoOptions) -> dict:
             extra={
                 "save_strategy": "no",
                 "load_best_model_at_end": False,
-                **(_cpu_bf16_arguments() if options.cpu_bf16 else {}),
+                **(cpu_bf16_arguments() if options.cpu_bf16 else {}),
                 **options.training_arguments,
             },
         )
@@ -426,6 +426,7 @@ def run_demo(options: DemoOptions) -> dict:
 
 __all__ = [
     "DemoOptions",
+    "cpu_bf16_arguments",
     "ImageResult",
     "evaluate_traits",
     "per_class_summary",

@@ -40,7 +40,6 @@ MAX_TRAIT_FRACTION = 0.05  # a trait covers at most this fraction of the image
 SPLITS = {"train": 0, "val": 1}
 MASKS_DIR = "masks"
 DATASET_FILE = "dataset.json"
-TEXTURED_DISTRACTORS = False
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def _paste_texture(canvas: Image.Image, polygon, texture: Image.Image) -> None:
 
 # ----------------------------------------------------------------------------------------------- drawing
 def _background(rng: np.random.Generator, size: int) -> Image.Image:
-    """A smooth two-colour gradient with soft blobs and a few textured blobs (class-independent)."""
+    """A smooth two-colour gradient with soft blobs (class-independent)."""
     top, bottom = np.array(_random_colour(rng, (0.3, 0.85))), np.array(_random_colour(rng, (0.3, 0.85)))
     ramp = np.linspace(0, 1, size)[:, None, None]
     canvas = Image.fromarray((top * (1 - ramp) + bottom * ramp).repeat(size, axis=1).astype(np.uint8))
@@ -135,18 +134,6 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
         cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(0.05, 0.2) * size]
         draw.ellipse((cx - r, cy - r * 0.7, cx + r, cy + r * 0.7), fill=_random_colour(rng))
     canvas = canvas.filter(ImageFilter.GaussianBlur(size / 40))
-    for _ in range(int(rng.integers(1, 3)) if TEXTURED_DISTRACTORS else 0):  # the same textures as the wing traits
-        radius = rng.uniform(0.06, 0.1) * size
-        cx, cy = rng.uniform(radius, size - radius, 2)
-        texture = _texture(
-            str(rng.choice(TEXTURES)),
-            size,
-            rng.uniform(0.035, 0.05) * size,
-            rng.uniform(0, math.pi),
-            _contrasting_pair(rng),
-            rng,
-        )
-        _paste_texture(canvas, [tuple(p) for p in _ellipse(cx, cy, radius, radius * 0.7)], texture)
     return canvas
 
 
