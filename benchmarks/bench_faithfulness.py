@@ -26,8 +26,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_promptcam.faithfulness import DEFAULT_BATCH_SIZE, DEFAULT_STEPS  # noqa: E402
-from modeling_promptcam.faithfulness_eval import (  # noqa: E402
+from modeling_promptcam.evaluation import (  # noqa: E402
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_STEPS,
     METHODS,
     FaithfulnessOptions,
     format_table,

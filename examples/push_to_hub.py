@@ -11,7 +11,7 @@ weights, config, the model / pipeline code for `trust_remote_code=True`, the ima
 import argparse
 import os
 
-from modeling_promptcam.hub import push_folder, write_model_card
+from modeling_promptcam.training import push_folder, write_model_card
 
 
 def main() -> None:

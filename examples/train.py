@@ -19,8 +19,7 @@ from modeling_promptcam.data import (
     load_image_folder,
 )
 from modeling_promptcam.modeling_promptcam import promptcam_image_processor
-from modeling_promptcam.presets import Recipe
-from modeling_promptcam.training import TrainOptions, accuracy_metric, build_model
+from modeling_promptcam.training import Recipe, TrainOptions, accuracy_metric, build_model
 
 
 def main() -> None:

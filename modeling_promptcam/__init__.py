@@ -23,7 +23,7 @@ from .pipeline_promptcam import PROMPT_CAM_TASK, PromptCamImageClassificationPip
 
 def load_prompt_adapter(directory: str, backbone: str | None = None) -> PromptCamForImageClassification:
     """Rebuild a plain model from a prompt-only (PEFT) folder; see `modeling_promptcam.adapters` (needs peft)."""
-    from .adapters import load_prompt_adapter as load
+    from .training.adapters import load_prompt_adapter as load
 
     return load(directory, backbone)
 
@@ -32,7 +32,7 @@ def merge_prompt_adapter(
     directory: str, output_dir: str, backbone: str | None = None
 ) -> PromptCamForImageClassification:
     """Write a standalone full checkpoint from a prompt-only folder; see `modeling_promptcam.adapters`."""
-    from .adapters import merge_prompt_adapter as merge
+    from .training.adapters import merge_prompt_adapter as merge
 
     return merge(directory, output_dir, backbone)
 

@@ -1,85 +1,15 @@
-"""Training presets: the paper's recipe, and one preset per released (dataset, backbone) pair from `hub_configs/`."""
+"""Deprecated import path: `modeling_promptcam.presets` moved to `modeling_promptcam.training.recipe` (see docs/architecture.md).
 
-from __future__ import annotations
+Kept so that code written against the old flat layout still runs; import from the new path instead."""
 
-import json
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+import warnings
 
+from .training.recipe import Recipe, hub_config_dir, load_preset, preset_names  # noqa: F401
 
-@dataclass(frozen=True)
-class Recipe:
-    """Prompt-CAM training settings (defaults: the paper's / official code's recipe, REFERENCE section 2).
-
-    `prompt_dropout` and `drop_path_rate` of None mean "by backbone family": 0.1 for DINO / ViT, 0.0 for DINOv2.
-    """
-
-    learning_rate: float = 0.005
-    epochs: int = 100
-    warmup_epochs: int = 20
-    lr_min: float = 1e-6
-    batch_size: int = 16
-    momentum: float = 0.9
-    weight_decay: float = 1e-3
-    prompt_mode: str = "deep"
-    prompt_dropout: float | None = None
-    drop_path_rate: float | None = None
-    image_size: int = 224
-    train_resize: int = 240
-
-    def resolved(self, backbone_type: str) -> Recipe:
-        """Fill the per-family regularisers for a backbone `model_type`."""
-        family_default = 0.1 if backbone_type == "vit" else 0.0
-        return replace(
-            self,
-            prompt_dropout=family_default if self.prompt_dropout is None else self.prompt_dropout,
-            drop_path_rate=family_default if self.drop_path_rate is None else self.drop_path_rate,
-        )
-
-    def validate(self) -> None:
-        checks = [
-            (self.learning_rate > 0, "learning rate must be positive"),
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (0 <= self.warmup_epochs < self.epochs, "warmup epochs must be in [0, epochs)"),
-            (0 <= self.lr_min < self.learning_rate, "lr_min must be in [0, learning rate)"),
-            (self.batch_size >= 1, "batch size must be at least 1"),
-            (0 < self.image_size <= self.train_resize, "train_resize must be at least the image size"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"Bad training setting: {message} ({self}).")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def hub_config_dir() -> Path:
-    """Where the JSON presets are: inside the installed package, or hub_configs/ of a source checkout."""
-    try:
-        from importlib.resources import files
-
-        packaged = Path(str(files("modeling_promptcam.hub_configs")))
-        if packaged.is_dir():
-            return packaged
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "hub_configs"
-
-
-def preset_names() -> list[str]:
-    return sorted(path.stem for path in hub_config_dir().glob("*.json"))
-
-
-def load_preset(name: str) -> tuple[Recipe, dict]:
-    """The recipe of a named preset (`cub-dino`, `cub-dinov2`, ...) and its whole hub config."""
-    path = hub_config_dir() / f"{name}.json"
-    if not path.is_file():
-        raise ValueError(f"Unknown preset {name!r}; available: {', '.join(preset_names())}.")
-    hub = json.loads(path.read_text())
-    recipe = hub["recipe"]
-    known = {field.name for field in fields(Recipe)}
-    values = {key: value for key, value in recipe.items() if key in known}
-    return Recipe(**values, image_size=hub["image_processor"]["image_size"]), hub
-
+warnings.warn(
+    "modeling_promptcam.presets is deprecated; import from modeling_promptcam.training.recipeinstead.",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
 __all__ = ["Recipe", "hub_config_dir", "load_preset", "preset_names"]

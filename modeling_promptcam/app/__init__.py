@@ -1,0 +1,30 @@
+"""The trait explorer web app: the explorer core (no Gradio types) and its Gradio layer (the `app` extra)."""
+
+from .explorer import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MAX_PIXELS,
+    ExampleImage,
+    ExplorerView,
+    InputError,
+    TraitExplorer,
+    find_examples,
+    load_model,
+    open_image,
+)
+from .ui import build_app, launch
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "ExampleImage",
+    "ExplorerView",
+    "InputError",
+    "MAX_PIXELS",
+    "TraitExplorer",
+    "build_app",
+    "find_examples",
+    "launch",
+    "load_model",
+    "open_image",
+]

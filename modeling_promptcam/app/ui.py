@@ -1,0 +1,264 @@
+"""The trait explorer's Gradio layer: the page layout, the events, and serving (`promptcam app`).
+
+All the work is done by [`TraitExplorer`] (`app/explorer.py`, no Gradio types); this module lays it out and turns
+[`InputError`]s into readable messages in the page. Model calls go through one queue (one request at a time, the
+others wait their turn), and [`launch`] binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+
+from ..modeling_promptcam import BLUR_MODES, PromptCamForImageClassification
+from .explorer import (
+    BLUR_LABELS,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    EXAMPLES_PER_CLASS,
+    GALLERY_IMAGES,
+    MAX_PIXELS,
+    QUEUE_SIZE,
+    STOP_MISCLASSIFIED,
+    STOP_NUMBER,
+    ExampleImage,
+    InputError,
+    TraitExplorer,
+    _visualization,
+    find_examples,
+    markdown_escape,
+)
+
+
+def _gradio():
+    try:
+        import gradio
+    except ImportError as error:
+        raise ImportError('The trait explorer needs gradio: pip install "modeling-promptcam[app]".') from error
+    return gradio
+
+
+def _class_name(example: ExampleImage, names: list[str]) -> str | None:
+    return names[example.class_index] if example.class_index is not None else None
+
+
+def _first_of_each(examples: list[ExampleImage]) -> list[ExampleImage]:
+    """Up to EXAMPLES_PER_CLASS examples of each folder: a whole validation set (thousands of images) would make the
+    table unusable and the start slow (Gradio copies every example into its cache)."""
+    shown, counts = [], {}
+    for example in examples:
+        counts[example.label] = counts.get(example.label, 0) + 1
+        if counts[example.label] <= EXAMPLES_PER_CLASS:
+            shown.append(example)
+    return shown
+
+
+def _path_of(payload) -> str | None:
+    """The uploaded file's path from an image input's raw value (the app reads files itself, with its own checks and
+    messages, instead of letting Gradio decode them first)."""
+    if payload is None:
+        return None
+    if isinstance(payload, dict):
+        return payload.get("path")
+    return str(payload)
+
+
+def build_app(
+    model_or_path: str | os.PathLike | PromptCamForImageClassification | TraitExplorer,
+    examples_dir: str | os.PathLike | None = None,
+    *,
+    image_processor=None,
+    max_pixels: int = MAX_PIXELS,
+    title: str = "Prompt-CAM trait explorer",
+    warm_up: bool = True,
+):
+    """The trait explorer as a `gradio.Blocks` (queued: one model call at a time, at most `QUEUE_SIZE` waiting).
+
+    Args:
+        model_or_path: a saved folder or Hub id (loaded once, here), a loaded model, or a ready [`TraitExplorer`].
+        examples_dir: an imagefolder tree `DIR/<class name>/<image>`; its images are the examples to pick and the
+            class gallery, their folder names the true labels.
+        image_processor: for a loaded model (default: Prompt-CAM's evaluation preprocessing for its config).
+        max_pixels: larger uploads are refused with a message (default: PIL's decompression-bomb threshold).
+        warm_up: explain a blank image once before serving (see [`TraitExplorer.warm_up`]).
+    """
+    gr = _gradio()
+    _visualization()  # fail now, not on the first request, when matplotlib is missing
+    if isinstance(model_or_path, TraitExplorer):
+        explorer = model_or_path
+    elif isinstance(model_or_path, PromptCamForImageClassification):
+        examples = find_examples(examples_dir, model_or_path) if examples_dir is not None else []
+        explorer = TraitExplorer(model_or_path, image_processor, examples, max_pixels)
+    else:
+        explorer = TraitExplorer.load(os.fspath(model_or_path), examples_dir, max_pixels)
+    if warm_up:
+        explorer.warm_up()
+
+    def shown(error: InputError) -> Exception:
+        # Gradio shows the message as HTML: escape what the user typed (class names) so it shows as written
+        return gr.Error(html.escape(str(error), quote=False), title="Cannot use this input")
+
+    def explain_event(image, true_class, compare_class, blur, rule, count, alpha, top_k):
+        path = _path_of(image)
+        if path is None:
+            hidden = gr.update(value=None, visible=False)
+            return None, "Upload an image or pick an example.", [], None, hidden, hidden
+        try:
+            view = explorer.explain(
+                path, true_class, compare_class, blur, explorer.stop_rule(rule, count), alpha, top_k
+            )
+        except InputError as error:
+            raise shown(error) from None
+        return (
+            view.predictions,
+            view.summary,
+            view.top_traits,
+            view.heads,
+            gr.update(value=view.misclassified, visible=view.misclassified is not None),
+            gr.update(value=view.comparison, visible=view.comparison is not None),
+        )
+
+    def gallery_event(class_name, count, blur, rule, traits, alpha):
+        try:
+            figures = explorer.gallery(class_name, int(count), blur, explorer.stop_rule(rule, traits), alpha)
+        except InputError as error:
+            raise shown(error) from None
+        return figures, f"Top traits of **{markdown_escape(class_name)}** on {len(figures)} example image(s)."
+
+    names = explorer.class_names
+    with_examples = {example.class_index for example in explorer.examples} - {None}
+    gallery_classes = [names[index] for index in sorted(with_examples)]
+    heads = explorer.num_heads
+    config = explorer.model.config
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        gr.Markdown(
+            f"# {html.escape(title)}\n{config.num_labels} classes, {heads} attention heads "
+            f"({config.backbone_config.model_type} backbone). Each class has its own prompt; each head's map shows "
+            "where that prompt looks in the image: its traits. The top traits are the heads the class's score needs."
+        )
+        with gr.Accordion("Settings", open=True):
+            with gr.Row():
+                blur = gr.Radio(
+                    [(BLUR_LABELS.get(mode, mode), mode) for mode in BLUR_MODES],
+                    value="paper",
+                    label="Blur mode of the trait ranking",
+                )
+                rule = gr.Radio(
+                    [("until misclassified (paper)", STOP_MISCLASSIFIED), ("a fixed number", STOP_NUMBER)],
+                    value=STOP_MISCLASSIFIED,
+                    label="Top traits",
+                )
+                count = gr.Slider(1, heads, value=min(4, heads), step=1, label="Number of traits (fixed number)")
+                alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Map opacity")
+                top_k = gr.Slider(
+                    1, min(10, config.num_labels), value=min(5, config.num_labels), step=1, label="Top-k"
+                )
+        with gr.Tab("Explain an image"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    image = gr.Image(type="filepath", image_mode=None, label="Image", elem_id="image-input")
+                    true_class = gr.Dropdown(
+                        names, value=None, allow_custom_value=True, label="True class (optional)", elem_id="true-class"
+                    )
+                    compare_class = gr.Dropdown(
+                        names,
+                        value=None,
+                        allow_custom_value=True,
+                        label="Compare with class: how its prompt sees this image",
+                        elem_id="compare-class",
+                    )
+                    explain_button = gr.Button("Explain", variant="primary", elem_id="explain-button")
+                    if explorer.examples:
+                        gr.Examples(
+                            # the model's own class name: the dropdown shows (and selects) only names it offers
+                            [
+                                [example.path, _class_name(example, names)]
+                                for example in _first_of_each(explorer.examples)
+                            ],
+                            inputs=[image, true_class],
+                            label=f"Examples (the folder name is the true class; up to {EXAMPLES_PER_CLASS} per class)",
+                            examples_per_page=12,
+                            elem_id="examples",
+                        )
+                with gr.Column(scale=2):
+                    predictions = gr.Label(num_top_classes=10, label="Predictions", elem_id="predictions")
+                    summary = gr.Markdown(elem_id="summary")
+                    top_traits = gr.Gallery(
+                        label="Top traits of the predicted class, in rank order",
+                        columns=4,
+                        fit_columns=False,
+                        height="auto",
+                        format="png",
+                        object_fit="contain",
+                        elem_id="top-traits",
+                    )
+                    head_grid = gr.Image(
+                        label="All heads of the predicted class (rank per head)",
+                        format="png",
+                        interactive=False,
+                        elem_id="head-grid",
+                    )
+                    misclassified = gr.Image(
+                        label="True vs predicted",
+                        format="png",
+                        interactive=False,
+                        visible=False,
+                        elem_id="misclassified",
+                    )
+                    comparison = gr.Image(
+                        label="Compared class", format="png", interactive=False, visible=False, elem_id="comparison"
+                    )
+        with gr.Tab("Class gallery"):
+            with gr.Row():
+                gallery_class = gr.Dropdown(
+                    gallery_classes,
+                    value=None,
+                    allow_custom_value=True,
+                    label="Class (those with example images)",
+                    elem_id="gallery-class",
+                )
+                gallery_count = gr.Slider(1, 12, value=GALLERY_IMAGES, step=1, label="Images")
+                gallery_button = gr.Button("Show", variant="primary", elem_id="gallery-button")
+            gallery_note = gr.Markdown(
+                "" if explorer.examples else "No example images: start the app with --examples DIR/<class>/<image>."
+            )
+            gallery = gr.Gallery(
+                label="Top traits",
+                columns=2,
+                fit_columns=False,
+                height="auto",
+                format="png",
+                object_fit="contain",
+                elem_id="gallery",
+            )
+
+        # every model call shares one queue slot (concurrency_id): requests wait their turn instead of competing
+        gr.on(
+            [image.change, explain_button.click, compare_class.input],
+            explain_event,
+            inputs=[image, true_class, compare_class, blur, rule, count, alpha, top_k],
+            outputs=[predictions, summary, top_traits, head_grid, misclassified, comparison],
+            api_name="explain",
+            concurrency_id="model",
+            preprocess=False,
+        )
+        gr.on(
+            [gallery_button.click, gallery_class.input],
+            gallery_event,
+            inputs=[gallery_class, gallery_count, blur, rule, count, alpha],
+            outputs=[gallery, gallery_note],
+            api_name="gallery",
+            concurrency_id="model",
+            preprocess=False,
+        )
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    return demo
+
+
+def launch(app, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, block: bool = True, **kwargs) -> str:
+    """Serve a [`build_app`] app on `host:port` (127.0.0.1 by default: reachable from this machine only; pass
+    0.0.0.0 to serve a network). With `block=False` it returns at once, the server running in a thread
+    (`app.close()` stops it). Returns the local URL; other keyword arguments go to `gradio.Blocks.launch`."""
+    kwargs.setdefault("max_file_size", "200mb")  # larger uploads get Gradio's own message before reaching the app
+    _, local_url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, **kwargs)
+    return local_url

@@ -1,0 +1,37 @@
+"""Data in: image files and folders, the one RGB conversion, region masks, the paper's transforms, `datasets`
+loading, and the synthetic trait dataset. Depends only on the model files (for the normalisation constants).
+"""
+
+from .folders import VALIDATION_FOLDERS, DataError, ImageFolderSplits, check_image_folder
+from .images import IMAGE_EXTENSIONS, to_rgb
+from .loading import load_image_folder, load_saved_dataset
+from .masks import MASKS_DIR, load_trait_mask, mask_path, patch_mask
+from .synthetic import CLASSES, DATASET_FILE, MAX_TRAIT_FRACTION, TraitClass, class_names, draw_bird, generate_dataset
+from .transforms import SAMPLE_ID, EvalTransform, PromptCamCollator, TrainTransform, batch_transform
+
+__all__ = [
+    "CLASSES",
+    "DATASET_FILE",
+    "DataError",
+    "EvalTransform",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderSplits",
+    "MASKS_DIR",
+    "MAX_TRAIT_FRACTION",
+    "PromptCamCollator",
+    "SAMPLE_ID",
+    "TrainTransform",
+    "TraitClass",
+    "VALIDATION_FOLDERS",
+    "batch_transform",
+    "check_image_folder",
+    "class_names",
+    "draw_bird",
+    "generate_dataset",
+    "load_image_folder",
+    "load_saved_dataset",
+    "load_trait_mask",
+    "mask_path",
+    "patch_mask",
+    "to_rgb",
+]

@@ -1,0 +1,100 @@
+"""Training data: CUB-style image folders (or any `datasets` dataset with image / label columns), checked up front,
+converted to RGB, and the paper's train / eval transforms.
+
+Folder layout (what the official preparation scripts produce)::
+
+    DATA/train/<class>/*.jpg
+    DATA/val/<class>/*.jpg      (optional; `validation/` or `test/` also work)
+
+Corrupt or unreadable image files stop the run before training, listing their paths: silently skipping them would
+change the data without anyone noticing, and a crash in the middle of an epoch would lose time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from .images import IMAGE_EXTENSIONS
+
+VALIDATION_FOLDERS = ("val", "validation", "valid", "test")
+
+
+class DataError(ValueError):
+    """The training data cannot be used as it is (says what is wrong and how to fix it)."""
+
+
+@dataclass
+class ImageFolderSplits:
+    train_dir: str
+    validation_dir: str | None
+    class_names: list[str]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> images
+
+
+def class_folders(split_dir: str) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith("."))
+
+
+def images_in(folder: str) -> list[str]:
+    paths = []
+    for root, _, files in os.walk(folder):
+        paths += [os.path.join(root, f) for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+    return sorted(paths)
+
+
+def check_image_folder(data_dir: str, verify_images: bool = True) -> ImageFolderSplits:
+    """Check a CUB-style folder before training; raise [`DataError`] naming the problem and the fix.
+
+    Checks: `train/` exists and has class sub-folders with images; every validation class exists in `train/`; every
+    image file opens (with `verify_images`).
+    """
+    if not os.path.isdir(data_dir):
+        raise DataError(f"--data-dir {data_dir} does not exist.")
+    train_dir = os.path.join(data_dir, "train")
+    if not os.path.isdir(train_dir):
+        raise DataError(f"{data_dir} has no train/ folder; expected {data_dir}/train/<class>/<image> (and val/).")
+    class_names = class_folders(train_dir)
+    if not class_names:
+        raise DataError(f"{train_dir} has no class sub-folders; put each class's images in train/<class>/.")
+    validation_dir = next(
+        (os.path.join(data_dir, name) for name in VALIDATION_FOLDERS if os.path.isdir(os.path.join(data_dir, name))),
+        None,
+    )
+    splits = ImageFolderSplits(train_dir, validation_dir, class_names)
+    images = {}
+    for split, folder in (("train", train_dir), ("validation", validation_dir)):
+        if folder is None:
+            continue
+        classes = class_folders(folder)
+        unknown = sorted(set(classes) - set(class_names))
+        if unknown:
+            raise DataError(
+                f"{folder} has classes that train/ does not: {', '.join(unknown[:10])}. Every validation class needs "
+                "training images; add them to train/ or remove them from the validation folder."
+            )
+        splits.counts[split] = {name: len(images_in(os.path.join(folder, name))) for name in classes}
+        images[split] = [path for name in classes for path in images_in(os.path.join(folder, name))]
+    empty = [name for name, count in splits.counts["train"].items() if count == 0]
+    if empty:
+        raise DataError(f"train/ classes without images: {', '.join(empty[:10])}; remove those folders or add images.")
+    if verify_images:
+        bad = []
+        for path in images["train"] + images.get("validation", []):
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except Exception as error:  # PIL raises many types for broken files
+                bad.append(f"{path} ({type(error).__name__}: {error})")
+        if bad:
+            listed = "\n  ".join(bad[:20])
+            more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+            raise DataError(
+                f"{len(bad)} image file(s) cannot be read; fix or remove them and start again:\n  {listed}{more}"
+            )
+    return splits
+
+
+__all__ = ["DataError", "ImageFolderSplits", "VALIDATION_FOLDERS", "check_image_folder", "class_folders", "images_in"]

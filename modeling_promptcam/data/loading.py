@@ -1,0 +1,72 @@
+"""Training and evaluation data as `datasets` datasets: a checked image folder, or any saved / named dataset with an
+image column and a class-label column."""
+
+from __future__ import annotations
+
+import os
+
+from .folders import DataError, ImageFolderSplits, check_image_folder
+from .transforms import SAMPLE_ID
+
+
+def load_image_folder(data_dir: str, verify_images: bool = True, splits: ImageFolderSplits | None = None):
+    """Check the folder (unless `splits` says it was checked), then load it with `datasets`' `imagefolder` builder
+    (offline). Returns the `DatasetDict` (`train`, and `validation` when present) and the class names in label order."""
+    try:
+        from datasets import load_dataset
+    except ImportError as error:
+        raise ImportError("Training needs datasets: pip install 'modeling-promptcam[train]'.") from error
+    if splits is None:
+        splits = check_image_folder(data_dir, verify_images)
+    data_files = {"train": os.path.join(splits.train_dir, "**")}
+    if splits.validation_dir is not None:
+        data_files["validation"] = os.path.join(splits.validation_dir, "**")
+    dataset = load_dataset("imagefolder", data_files=data_files)
+    offset = 0
+    for split in dataset:  # ids unique across splits: train 0..N-1, then validation
+        dataset[split] = dataset[split].add_column(SAMPLE_ID, list(range(offset, offset + len(dataset[split]))))
+        offset += len(dataset[split])
+    names = dataset["train"].features["label"].names
+    if names != splits.class_names:
+        raise DataError(f"imagefolder read classes {names[:5]}..., the folder has {splits.class_names[:5]}...")
+    return dataset, names
+
+
+def load_saved_dataset(name_or_path: str, image_column: str = "image", label_column: str = "label"):
+    """Any `datasets` dataset with an image column and a class-label column: a folder written by `save_to_disk`, or
+    a name / folder `load_dataset` understands. Returns a `DatasetDict` with `train` (and `validation` when it has a
+    `validation`, `val` or `test` split), the columns renamed to `image` / `label`, and the class names."""
+    try:
+        from datasets import ClassLabel, DatasetDict, load_dataset, load_from_disk
+        from datasets import Image as ImageFeature
+    except ImportError as error:
+        raise ImportError("Training needs datasets: pip install 'modeling-promptcam[train]'.") from error
+    if os.path.isfile(os.path.join(name_or_path, "dataset_dict.json")):
+        loaded = load_from_disk(name_or_path)
+    else:
+        loaded = load_dataset(name_or_path)
+    if not isinstance(loaded, DatasetDict) or "train" not in loaded:
+        raise DataError(f"{name_or_path} has no 'train' split (found: {', '.join(loaded) if loaded else 'none'}).")
+    validation = next((name for name in ("validation", "val", "test") if name in loaded), None)
+    dataset = DatasetDict({"train": loaded["train"], **({"validation": loaded[validation]} if validation else {})})
+    features = dataset["train"].features
+    for column, kind in ((image_column, ImageFeature), (label_column, ClassLabel)):
+        if column not in features:
+            raise DataError(
+                f"{name_or_path} has no column {column!r} (columns: {', '.join(features)}); pass --image-column / "
+                "--label-column."
+            )
+        if not isinstance(features[column], kind):
+            raise DataError(f"Column {column!r} of {name_or_path} is {features[column]}, expected a {kind.__name__}.")
+    for split in dataset:
+        if image_column != "image":
+            dataset[split] = dataset[split].rename_column(image_column, "image")
+        if label_column != "label":
+            dataset[split] = dataset[split].rename_column(label_column, "label")
+    if len(dataset["train"]) == 0:
+        raise DataError(f"The train split of {name_or_path} is empty.")
+    offset = 0
+    for split in dataset:
+        dataset[split] = dataset[split].add_column(SAMPLE_ID, list(range(offset, offset + len(dataset[split]))))
+        offset += len(dataset[split])
+    return dataset, list(dataset["train"].features["label"].names)

@@ -1,0 +1,278 @@
+"""A synthetic fine-grained dataset with ground-truth trait masks: birds of one body plan whose classes differ only in
+one small local trait.
+
+Every image shows one bird (body, head, beak, eye, wing, tail, legs) at a random position, size, rotation and facing,
+with random colours for every part, over a random background. All of that is drawn the same way for every class.
+What decides the class is one trait, drawn only for that class:
+
+- three wing-patch textures (stripes, checks, dots) in the same place on the wing, in random colours;
+- a crest on the head, a forked tail, a dark eye band, a spotted throat;
+- none: the `plain` reference class.
+
+Every class differs from `plain` in one place only, so a classifier can only tell a class apart by looking at its
+trait: the texture on the wing, the head, the tail or the throat. Each image comes with a mask of its trait (empty
+for `plain`) (`masks/<split>/<class>/<name>.png`, mode L, 255 inside); the
+masks are drawn with the same geometry as the image. A trait covers at most `MAX_TRAIT_FRACTION` of the image.
+
+Layout written by [`generate_dataset`] (an `imagefolder` tree that `promptcam train --data-dir` takes):
+
+    DIR/train/<class>/<name>.png   DIR/val/<class>/<name>.png
+    DIR/masks/train/<class>/<name>.png   DIR/masks/val/<class>/<name>.png
+    DIR/dataset.json               classes, traits, counts, seed, image size, mask coverage
+
+Generation is deterministic: image i of class c in a split depends only on (seed, split, c, i).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from .masks import MASKS_DIR
+
+SUPERSAMPLE = 2  # drawn at twice the size, then downsampled: smooth edges, exact masks
+MAX_TRAIT_FRACTION = 0.05  # a trait covers at most this fraction of the image
+SPLITS = {"train": 0, "val": 1}
+DATASET_FILE = "dataset.json"
+
+
+@dataclass(frozen=True)
+class TraitClass:
+    """One class: its name, the body part its trait is on, and what the trait looks like."""
+
+    name: str
+    part: str
+    description: str
+
+
+CLASSES: tuple[TraitClass, ...] = (
+    TraitClass("striped_wing", "wing patch", "a striped patch on the wing"),
+    TraitClass("checkered_wing", "wing patch", "a checkered patch on the wing"),
+    TraitClass("dotted_wing", "wing patch", "a dotted patch on the wing"),
+    TraitClass("crested", "head", "a three-spiked crest on the head"),
+    TraitClass("fork_tailed", "tail", "a deeply forked tail"),
+    TraitClass("masked", "head", "a dark band through the eye"),
+    TraitClass("spotted_throat", "throat", "a spotted throat patch"),
+    # the reference bird: without it, a class could be told by the absence of the other classes' traits (a bird
+    # with no crest, band, spots or patch would have to be fork-tailed), and its prompt would not need its own trait
+    TraitClass("plain", "none", "no trait: the reference bird every other class differs from in one place"),
+)
+TEXTURES = ("stripes", "checks", "dots")
+
+
+def class_names() -> list[str]:
+    return [trait_class.name for trait_class in CLASSES]
+
+
+# ----------------------------------------------------------------------------------------------- geometry
+def _ellipse(cx: float, cy: float, rx: float, ry: float, points: int = 40) -> np.ndarray:
+    angles = np.linspace(0, 2 * math.pi, points, endpoint=False)
+    return np.stack((cx + rx * np.cos(angles), cy + ry * np.sin(angles)), axis=1)
+
+
+class _Pose:
+    """Bird coordinates (facing right, body centred at the origin, y down) -> supersampled canvas pixels."""
+
+    def __init__(self, scale: float, angle: float, flip: bool, centre: tuple[float, float]):
+        cos, sin = math.cos(angle), math.sin(angle)
+        self.matrix = scale * SUPERSAMPLE * np.array([[cos, -sin], [sin, cos]]) @ np.diag([-1.0 if flip else 1.0, 1.0])
+        self.offset = np.array(centre) * SUPERSAMPLE
+
+    def __call__(self, points: np.ndarray) -> list[tuple[float, float]]:
+        return [tuple(p) for p in points @ self.matrix.T + self.offset]
+
+
+def _random_colour(rng: np.random.Generator, lightness: tuple[float, float] = (0.2, 0.85)) -> tuple[int, int, int]:
+    import colorsys
+
+    hue, light, saturation = rng.random(), rng.uniform(*lightness), rng.uniform(0.35, 0.9)
+    return tuple(int(255 * c) for c in colorsys.hls_to_rgb(hue, light, saturation))
+
+
+def _contrasting_pair(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    return _random_colour(rng, (0.12, 0.3)), _random_colour(rng, (0.7, 0.9))
+
+
+def _texture(kind: str, size: int, period: float, angle: float, colours, rng: np.random.Generator) -> Image.Image:
+    """A `size` x `size` RGB texture: stripes, checks or dots with the given period (pixels) and orientation."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    u = xs * math.cos(angle) + ys * math.sin(angle) + rng.uniform(0, period)
+    v = -xs * math.sin(angle) + ys * math.cos(angle) + rng.uniform(0, period)
+    if kind == "stripes":
+        on = (u % period) < period / 2
+    elif kind == "checks":
+        on = ((u // (period / 2)) + (v // (period / 2))) % 2 == 0
+    elif kind == "dots":
+        du, dv = (u % period) - period / 2, (v % period) - period / 2
+        on = du * du + dv * dv < (period * 0.3) ** 2
+    else:
+        raise ValueError(f"Unknown texture {kind!r}; expected one of {TEXTURES}.")
+    dark, light = np.array(colours[0], np.uint8), np.array(colours[1], np.uint8)
+    return Image.fromarray(np.where(on[..., None], dark, light).astype(np.uint8))
+
+
+def _paste_texture(canvas: Image.Image, polygon, texture: Image.Image) -> None:
+    region = Image.new("L", canvas.size, 0)
+    ImageDraw.Draw(region).polygon(polygon, fill=255)
+    canvas.paste(texture, (0, 0), region)
+
+
+# ----------------------------------------------------------------------------------------------- drawing
+def _background(rng: np.random.Generator, size: int) -> Image.Image:
+    """A smooth two-colour gradient with soft blobs (class-independent)."""
+    top, bottom = np.array(_random_colour(rng, (0.3, 0.85))), np.array(_random_colour(rng, (0.3, 0.85)))
+    ramp = np.linspace(0, 1, size)[:, None, None]
+    canvas = Image.fromarray((top * (1 - ramp) + bottom * ramp).repeat(size, axis=1).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(3, 7))):
+        cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(0.05, 0.2) * size]
+        draw.ellipse((cx - r, cy - r * 0.7, cx + r, cy + r * 0.7), fill=_random_colour(rng))
+    canvas = canvas.filter(ImageFilter.GaussianBlur(size / 40))
+    return canvas
+
+
+def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224) -> tuple[Image.Image, np.ndarray]:
+    """One image of class `class_index` and its trait mask.
+
+    Returns:
+        the RGB image `(image_size, image_size)` and the mask, a bool array `(image_size, image_size)` that is True on
+        the class's trait.
+    """
+    if not 0 <= class_index < len(CLASSES):
+        raise ValueError(f"class_index must be in [0, {len(CLASSES)}), got {class_index}.")
+    trait = CLASSES[class_index]
+    size = image_size * SUPERSAMPLE
+    canvas = _background(rng, size)
+    trait_mask = Image.new("L", (size, size), 0)
+    draw, mask_draw = ImageDraw.Draw(canvas), ImageDraw.Draw(trait_mask)
+
+    # the bird spans about 150 x 110 px at scale 1 on a 224 px image; keep it inside the frame
+    unit = image_size / 224
+    scale = rng.uniform(0.85, 1.05) * unit
+    angle, flip = rng.uniform(-0.3, 0.3), bool(rng.random() < 0.5)
+    margin = 80 * scale
+    centre = (rng.uniform(margin, image_size - margin), rng.uniform(margin * 0.85, image_size - margin * 0.85))
+    pose = _Pose(scale, angle, flip, centre)
+    body_colour, head_colour, wing_colour = (_random_colour(rng) for _ in range(3))
+    beak_colour, leg_colour = _random_colour(rng, (0.5, 0.8)), _random_colour(rng, (0.2, 0.4))
+
+    def shape(points, colour, mask: bool = False) -> None:
+        polygon = pose(points)
+        draw.polygon(polygon, fill=colour)
+        if mask:
+            mask_draw.polygon(polygon, fill=255)
+
+    # legs, tail, body, wing, head, beak, eye: the order they overlap in
+    for x in (-12.0, 10.0):
+        shape(np.array([[x, 25], [x + 4, 25], [x + 2, 58], [x - 2, 58]]), leg_colour)
+    fork = trait.name == "fork_tailed"
+    forked_tail = np.array([[-45, -8], [-112, -42], [-62, 0], [-112, 42], [-45, 8]])
+    plain_tail = np.array([[-45, -8], [-88, -16], [-92, 0], [-88, 16], [-45, 8]])
+    shape(forked_tail if fork else plain_tail, body_colour if rng.random() < 0.5 else wing_colour)
+    if fork:  # the trait is the tail's shape: its region is where either shape could be
+        for outline in (forked_tail, plain_tail):
+            mask_draw.polygon(pose(outline), fill=255)
+    shape(_ellipse(0, 0, 55, 34), body_colour)
+    wing = _ellipse(-6, -4, 38, 20)
+    shape(wing, wing_colour)
+    if trait.part == "wing patch":
+        texture = _texture(
+            TEXTURES[class_index],
+            size,
+            rng.uniform(6.0, 8.0) * scale * SUPERSAMPLE,
+            rng.uniform(0, math.pi),
+            _contrasting_pair(rng),
+            rng,
+        )
+        patch = pose(_ellipse(-10, -5, 31, 16))
+        _paste_texture(canvas, patch, texture)
+        mask_draw.polygon(patch, fill=255)
+    if trait.name == "spotted_throat":
+        throat = pose(_ellipse(40, 8, 18, 15))
+        spots = _texture("dots", size, 6.0 * scale * SUPERSAMPLE, 0.0, _contrasting_pair(rng), rng)
+        _paste_texture(canvas, throat, spots)
+        mask_draw.polygon(throat, fill=255)
+    shape(_ellipse(52, -22, 22, 20), head_colour)
+    if trait.name == "crested":  # in front of the head, so all of it shows
+        crest = np.array([[34, -33], [20, -76], [42, -50], [50, -88], [58, -50], [80, -74], [70, -33]])
+        shape(crest, _random_colour(rng), mask=True)
+    shape(np.array([[70, -28], [92, -20], [70, -14]]), beak_colour)
+    if trait.name == "masked":
+        shape(np.array([[30, -32], [76, -32], [76, -14], [30, -14]]), _random_colour(rng, (0.05, 0.15)), mask=True)
+    shape(_ellipse(58, -24, 4.5, 4.5), (15, 15, 15))
+
+    # area averaging for both: a pixel the trait touches at all is in the mask, and no filter rings beyond it
+    image = canvas.resize((image_size, image_size), Image.BOX)
+    mask = np.asarray(trait_mask.resize((image_size, image_size), Image.BOX)) > 0
+    return image, mask
+
+
+# ----------------------------------------------------------------------------------------------- the dataset
+def _rng(seed: int, split: str, class_index: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLITS[split], class_index, index])
+
+
+def generate_dataset(
+    out_dir: str | os.PathLike,
+    train_per_class: int = 48,
+    val_per_class: int = 16,
+    seed: int = 0,
+    image_size: int = 224,
+    progress: bool = True,
+) -> dict:
+    """Write the dataset (layout in the module docstring) and return what `dataset.json` holds.
+
+    Raises `ValueError` for counts below 1 or a folder that already holds files (images are never overwritten).
+    """
+    if train_per_class < 1 or val_per_class < 1:
+        raise ValueError(
+            f"train_per_class and val_per_class must be at least 1, got {train_per_class}, {val_per_class}."
+        )
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64 px, got {image_size}.")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} already holds files; choose a new or empty folder.")
+    jobs = [
+        (split, class_index, index)
+        for split, count in (("train", train_per_class), ("val", val_per_class))
+        for class_index in range(len(CLASSES))
+        for index in range(count)
+    ]
+    fractions = []
+    from tqdm.auto import tqdm
+
+    for split, class_index, index in tqdm(jobs, desc="Drawing birds", disable=not progress):
+        name = CLASSES[class_index].name
+        image, mask = draw_bird(class_index, _rng(seed, split, class_index, index), image_size)
+        stem = f"{name}_{index:04d}.png"
+        for root, picture in (
+            (out / split, image),
+            (out / MASKS_DIR / split, Image.fromarray(mask.astype(np.uint8) * 255)),
+        ):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            picture.save(root / name / stem)
+        if mask.any():
+            fractions.append(float(mask.mean()))
+    info = {
+        "name": "synthetic fine-grained birds",
+        "classes": class_names(),
+        "traits": {c.name: {"part": c.part, "description": c.description} for c in CLASSES},
+        "train_per_class": train_per_class,
+        "val_per_class": val_per_class,
+        "seed": seed,
+        "image_size": image_size,
+        "trait_fraction": {"min": min(fractions), "mean": float(np.mean(fractions)), "max": max(fractions)},
+        "masks": f"{MASKS_DIR}/<split>/<class>/<name>.png (mode L, 255 on the trait)",
+    }
+    (out / DATASET_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return info
+
+
+__all__ = ["DATASET_FILE", "MAX_TRAIT_FRACTION", "TraitClass", "class_names", "draw_bird", "generate_dataset"]

@@ -1,0 +1,30 @@
+"""`promptcam demo` / `make demo`: real pretrained weights, the synthetic trait dataset, training on the CPU, trait
+localisation against ground truth, and a report.
+"""
+
+from .evaluation import ImageResult, evaluate_traits, per_class_summary, summarize
+from .report import write_report
+from .run import (
+    REPORT_FILE,
+    SUMMARY_FILE,
+    DemoOptions,
+    cpu_bf16_arguments,
+    prepare_backbone,
+    prepare_dataset,
+    run_demo,
+)
+
+__all__ = [
+    "DemoOptions",
+    "ImageResult",
+    "REPORT_FILE",
+    "SUMMARY_FILE",
+    "cpu_bf16_arguments",
+    "evaluate_traits",
+    "per_class_summary",
+    "prepare_backbone",
+    "prepare_dataset",
+    "run_demo",
+    "summarize",
+    "write_report",
+]

@@ -1,0 +1,508 @@
+"""`promptcam faithfulness` and `benchmarks/bench_faithfulness.py`: the Table-1-style comparison of Prompt-CAM with the
+Grad-CAM family and attention rollout on an image folder.
+
+Data layout::
+
+    DATA/train/<class>/<image>          trains the linear probe the baselines explain
+    DATA/val/<class>/<image>            the evaluated images (validation/, valid/ or test/ also work)
+    DATA/masks/val/<class>/<stem>.png   optional ground-truth masks (mode L, nonzero = trait region)
+
+Every method is evaluated on the same images with the same target class per image: the true class (the folder
+name). Prompt-CAM's maps are scored by the Prompt-CAM model; the baselines' maps by a linear probe on the same frozen
+backbone, trained here on the train split's features (as in the paper).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.folders import DataError, check_image_folder, class_folders, images_in
+from ..data.transforms import EvalTransform
+from ..explain.explanation import resolve_class
+from ..files import write_atomically
+from .linear_probe import LinearProbeForImageClassification, extract_features, fit_linear_probe
+from .metrics import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BLUR_KERNEL_SIZE,
+    DEFAULT_BLUR_SIGMA,
+    DEFAULT_DELETION_VALUE,
+    DEFAULT_STEPS,
+    energy_in_mask,
+    insertion_deletion,
+    pointing_game,
+)
+from .saliency import attention_rollout, eigen_cam, grad_cam, layer_cam, promptcam_saliency
+
+METHODS = ("prompt-cam", "grad-cam", "layer-cam", "eigen-cam", "attention-rollout")
+TARGETS = ("true", "predicted")
+# which classifier scores a method's maps: its own (Prompt-CAM's maps by Prompt-CAM, the baselines' by the probe: the
+# paper's protocol), or one classifier for every method (a control for differences in the classifiers' confidence)
+SCORERS = ("own", "prompt-cam", "probe")
+RESULT_FILE = "faithfulness.json"
+PROBE_FOLDER = "probe"
+# the paper's Table 1 (CUB-200, DINO ViT-B/16): insertion, deletion
+PAPER_TABLE_1 = {
+    "prompt-cam": (0.61, 0.09),
+    "grad-cam": (0.52, 0.17),
+    "layer-cam": (0.54, 0.13),
+    "eigen-cam": (0.56, 0.22),
+    "attention-rollout": (0.55, 0.27),
+}
+
+
+@dataclass
+class FaithfulnessOptions:
+    """What `promptcam faithfulness` takes (see its --help for each option)."""
+
+    model: str
+    data: str
+    out: str = "promptcam_faithfulness"
+    methods: tuple[str, ...] = METHODS
+    max_images: int | None = None
+    steps: int = DEFAULT_STEPS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    blur_kernel_size: int = DEFAULT_BLUR_KERNEL_SIZE
+    blur_sigma: float = DEFAULT_BLUR_SIGMA
+    deletion_value: float = DEFAULT_DELETION_VALUE
+    target: str = "true"
+    scorer: str = "own"
+    heads: str | int = "top"
+    blur: str = "paper"
+    stop: str | int = "misclassified"
+    probe: str | None = None
+    probe_epochs: int = 100
+    probe_lr: float = 1e-3
+    probe_weight_decay: float = 1e-4
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)  # recorded in the settings as given (e.g. a dataset name)
+
+
+@dataclass
+class _Split:
+    name: str
+    paths: list[str]
+    labels: list[int]  # the model's class index of each image
+
+
+def _model_class_indices(model, folder_classes: list[str], split_dir: str) -> dict[str, int]:
+    indices, unknown = {}, []
+    for name in folder_classes:
+        index = resolve_class(model, name)
+        if index is None:
+            unknown.append(name)
+        else:
+            indices[name] = index
+    if unknown:
+        known = ", ".join(list(model.config.id2label.values())[:8])
+        raise DataError(
+            f"{split_dir} has class folders the model does not know: {', '.join(unknown[:10])} (the model's classes "
+            f"include {known}, ...). Use the data the model was trained on, whose folder names are its class names."
+        )
+    return indices
+
+
+def _read_split(model, split_dir: str) -> _Split:
+    classes = class_folders(split_dir)
+    indices = _model_class_indices(model, classes, split_dir)
+    paths, labels = [], []
+    for name in classes:
+        for path in images_in(os.path.join(split_dir, name)):
+            paths.append(path)
+            labels.append(indices[name])
+    if not paths:
+        raise DataError(f"{split_dir} holds no images; expected {split_dir}/<class>/<image>.")
+    return _Split(os.path.basename(split_dir), paths, labels)
+
+
+def _load_images(paths: list[str], transform: EvalTransform) -> torch.Tensor:
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as opened:
+                images.append(transform(opened))
+        except OSError as error:
+            raise DataError(f"{path} is not a readable image ({error}); fix or remove it.") from error
+    return torch.stack(images)
+
+
+def _mask_path(data_dir: str, split: str, image_path: str) -> str:
+    class_name = os.path.basename(os.path.dirname(image_path))
+    stem = os.path.splitext(os.path.basename(image_path))[0]
+    return os.path.join(data_dir, "masks", split, class_name, f"{stem}.png")
+
+
+def _load_mask(path: str, image_path: str, size: tuple[int, int]) -> torch.Tensor:
+    """The mask of `image_path` (same width and height), resized (nearest) to the model's input `size` `(H, W)` as the
+    image processor resizes the image (no crop): `(H, W)` bool, nonzero = region."""
+    try:
+        with Image.open(image_path) as image, Image.open(path) as opened:
+            if opened.size != image.size:
+                raise DataError(
+                    f"The mask {path} is {opened.size[0]}x{opened.size[1]} but its image {image_path} is "
+                    f"{image.size[0]}x{image.size[1]}; write each mask at its image's size."
+                )
+            mask = opened.convert("L").resize((size[1], size[0]), Image.NEAREST)
+    except OSError as error:
+        raise DataError(f"{path} is not a readable mask image ({error}); fix or remove it.") from error
+    return torch.from_numpy(np.asarray(mask) > 0)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _train_probe(options: FaithfulnessOptions, model, transform, train: _Split, device) -> tuple:
+    """Features of the train split -> a fitted probe; returns (probe, info)."""
+    if options.probe:
+        probe = LinearProbeForImageClassification.from_probe(model.backbone, options.probe)
+        if probe.num_labels != model.config.num_labels:
+            raise ValueError(
+                f"The probe in {options.probe} has {probe.num_labels} classes, the model {model.config.num_labels}."
+            )
+        return probe.to(device).eval(), {"loaded_from": os.path.abspath(options.probe)}
+    chunks = _chunks(train.paths, options.batch_size)
+    batches = (_load_images(chunk, transform) for chunk in chunks)
+    progress = "probe features (train)" if options.progress else False
+    features = extract_features(model.backbone, batches, device=device, progress=progress, total=len(chunks))
+    labels = torch.tensor(train.labels)
+    started = time.perf_counter()
+    classifier = fit_linear_probe(
+        features,
+        labels,
+        model.config.num_labels,
+        epochs=options.probe_epochs,
+        lr=options.probe_lr,
+        weight_decay=options.probe_weight_decay,
+        seed=options.seed,
+    )
+    train_accuracy = float((classifier(features).argmax(-1) == labels).float().mean())
+    probe = LinearProbeForImageClassification(model.backbone, model.config.num_labels, model.config.id2label)
+    probe.classifier = classifier
+    probe = probe.to(device).eval()
+    probe.save_probe(os.path.join(options.out, PROBE_FOLDER))
+    info = {
+        "train_images": len(train.paths),
+        "epochs": options.probe_epochs,
+        "lr": options.probe_lr,
+        "weight_decay": options.probe_weight_decay,
+        "train_accuracy": train_accuracy,
+        "fit_seconds": round(time.perf_counter() - started, 2),
+        "saved_to": os.path.join(options.out, PROBE_FOLDER),
+    }
+    return probe, info
+
+
+def _saliency(method: str, model, probe, pixel_values, targets, options: FaithfulnessOptions):
+    if method == "prompt-cam":
+        return promptcam_saliency(
+            model, pixel_values, targets, heads=options.heads, blur=options.blur, stop=options.stop, return_heads=True
+        )
+    if method == "grad-cam":
+        return grad_cam(probe, pixel_values, targets), None
+    if method == "layer-cam":
+        return layer_cam(probe, pixel_values, targets), None
+    if method == "eigen-cam":
+        return eigen_cam(probe, pixel_values), None
+    return attention_rollout(model.backbone, pixel_values), None
+
+
+def _check_options(options: FaithfulnessOptions) -> None:
+    unknown = [m for m in options.methods if m not in METHODS]
+    if unknown or not options.methods:
+        raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)}, got {list(options.methods)}.")
+    if options.target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {options.target!r}.")
+    if options.scorer not in SCORERS:
+        raise ValueError(f"scorer must be one of {SCORERS}, got {options.scorer!r}.")
+    if options.blur_kernel_size < 1 or options.blur_kernel_size % 2 == 0 or options.blur_sigma <= 0:
+        raise ValueError(
+            f"The insertion blur needs an odd kernel size >= 1 and sigma > 0, got {options.blur_kernel_size} and "
+            f"{options.blur_sigma}."
+        )
+    if options.max_images is not None and options.max_images < 1:
+        raise ValueError(f"max_images must be at least 1, got {options.max_images}.")
+
+
+def _check_heads(options: FaithfulnessOptions, num_heads: int) -> None:
+    """Fail before the long work when the Prompt-CAM head settings do not fit the model."""
+    for name, value, words in (("heads", options.heads, ("top", "all")), ("stop", options.stop, ("misclassified",))):
+        if value in words:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= num_heads:
+            allowed = " or ".join(repr(w) for w in words)
+            raise ValueError(f"{name} must be {allowed} or a number of heads in [1, {num_heads}], got {value!r}.")
+
+
+def _select(evaluated: _Split, max_images: int | None, seed: int) -> _Split:
+    """A seeded random subset (all images when `max_images` is None or larger), kept in folder order."""
+    if max_images is None or max_images >= len(evaluated.paths):
+        return evaluated
+    keep = sorted(random.Random(seed).sample(range(len(evaluated.paths)), max_images))
+    return _Split(evaluated.name, [evaluated.paths[i] for i in keep], [evaluated.labels[i] for i in keep])
+
+
+def run_faithfulness(options: FaithfulnessOptions) -> dict:
+    """Evaluate every method of `options.methods` on the same images; write `OUT/faithfulness.json` and `OUT/probe/`.
+
+    Returns the result dictionary written to the JSON file (means per method under `methods`, one record per image
+    under `per_image`, everything that determines the numbers under `settings`).
+    """
+    from tqdm.auto import tqdm
+    from transformers import AutoImageProcessor
+
+    from ..modeling_promptcam import PromptCamForImageClassification
+
+    _check_options(options)
+    if not os.path.isfile(os.path.join(options.model, "config.json")):
+        raise FileNotFoundError(f"{options.model} is not a saved Prompt-CAM model folder (no config.json).")
+    splits = check_image_folder(options.data, verify_images=False)
+    if splits.validation_dir is None:
+        raise DataError(
+            f"{options.data} has no val/ folder (validation/, valid/ or test/ also work): the evaluated images go in "
+            f"{options.data}/val/<class>/<image>, the probe's training images in train/."
+        )
+    device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = PromptCamForImageClassification.from_pretrained(options.model).to(device).eval()
+    _check_heads(options, model.config.backbone_config.num_attention_heads)
+    transform = EvalTransform(AutoImageProcessor.from_pretrained(options.model))
+    evaluated = _select(_read_split(model, splits.validation_dir), options.max_images, options.seed)
+    os.makedirs(options.out, exist_ok=True)
+
+    probe, probe_info = None, None
+    if options.scorer == "probe" or any(method != "prompt-cam" for method in options.methods):
+        probe, probe_info = _train_probe(options, model, transform, _read_split(model, splits.train_dir), device)
+
+    records = []
+    with_masks = 0
+    bar = tqdm(total=len(evaluated.paths), desc="faithfulness", unit="image", disable=not options.progress)
+    for chunk in _chunks(list(range(len(evaluated.paths))), options.batch_size):
+        paths = [evaluated.paths[i] for i in chunk]
+        pixel_values = _load_images(paths, transform).to(device)
+        true = torch.tensor([evaluated.labels[i] for i in chunk], device=device)
+        with torch.no_grad():
+            model_predicted = model(pixel_values).logits.argmax(-1)
+            probe_predicted = probe(pixel_values).argmax(-1) if probe is not None else None
+        mask_files = [_mask_path(options.data, evaluated.name, path) for path in paths]
+        has_mask = [os.path.isfile(path) for path in mask_files]
+        with_masks += sum(has_mask)
+        masks = None
+        if any(has_mask):
+            size = tuple(pixel_values.shape[2:])
+            masks = torch.stack(
+                [
+                    _load_mask(mask, image, size) if ok else torch.zeros(size, dtype=torch.bool)
+                    for mask, image, ok in zip(mask_files, paths, has_mask)
+                ]
+            ).to(device)
+        chunk_records = [
+            {
+                "image": os.path.relpath(path, options.data),
+                "true": int(true[k]),
+                "prompt_cam_predicted": int(model_predicted[k]),
+                **({"probe_predicted": int(probe_predicted[k])} if probe_predicted is not None else {}),
+                "methods": {},
+            }
+            for k, path in enumerate(paths)
+        ]
+        for method in options.methods:
+            own = model if method == "prompt-cam" else probe
+            classifier = {"own": own, "prompt-cam": model, "probe": probe}[options.scorer]
+            if options.target == "true":
+                targets = true
+            else:
+                targets = model_predicted if method == "prompt-cam" else probe_predicted
+            saliency, heads = _saliency(method, model, probe, pixel_values, targets, options)
+            scores = insertion_deletion(
+                classifier,
+                pixel_values,
+                saliency,
+                targets,
+                steps=options.steps,
+                batch_size=options.batch_size,
+                blur_kernel_size=options.blur_kernel_size,
+                blur_sigma=options.blur_sigma,
+                deletion_value=options.deletion_value,
+                seed=options.seed,
+                return_curves=True,
+            )
+            pointing = energy = None
+            if masks is not None:
+                pointing = pointing_game(saliency, masks)
+                energy = energy_in_mask(saliency, masks)
+            for k, record in enumerate(chunk_records):
+                values = {
+                    "target": int(targets[k]),
+                    "insertion": float(scores["insertion"][k]),
+                    "deletion": float(scores["deletion"][k]),
+                    # the scoring classifier's probability of the target on the whole image: the AUCs' ceiling
+                    "probability": float(scores["deletion_curve"][k, 0]),
+                }
+                if masks is not None and has_mask[k]:
+                    values["pointing_game"] = bool(pointing[k])
+                    values["energy"] = float(energy[k])
+                if heads is not None:
+                    values["heads"] = heads[k]
+                record["methods"][method] = values
+        records += chunk_records
+        bar.update(len(chunk))
+    bar.close()
+
+    result = {
+        "settings": _settings(options, model, evaluated, device),
+        "images": len(records),
+        "localisation_images": with_masks,
+        "accuracy": _accuracies(records),
+        "probe": probe_info,
+        "methods": _summaries(records, options.methods),
+        "per_image": records,
+    }
+    write_atomically(os.path.join(options.out, RESULT_FILE), json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _mean(values: list) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _accuracies(records: list[dict]) -> dict:
+    accuracy = {"prompt-cam": _mean([r["prompt_cam_predicted"] == r["true"] for r in records])}
+    if records and "probe_predicted" in records[0]:
+        accuracy["linear-probe"] = _mean([r["probe_predicted"] == r["true"] for r in records])
+    return accuracy
+
+
+def _summaries(records: list[dict], methods: tuple[str, ...]) -> dict:
+    summaries = {}
+    for method in methods:
+        values = [r["methods"][method] for r in records]
+        localised = [v for v in values if "pointing_game" in v]
+        summary = {
+            "insertion": _mean([v["insertion"] for v in values]),
+            "deletion": _mean([v["deletion"] for v in values]),
+            "probability": _mean([v["probability"] for v in values]),
+            "pointing_game": _mean([float(v["pointing_game"]) for v in localised]),
+            "energy": _mean([v["energy"] for v in localised]),
+            "images": len(values),
+            "localisation_images": len(localised),
+        }
+        if values and "heads" in values[0]:
+            summary["mean_heads"] = _mean([len(v["heads"]) for v in values])
+        summaries[method] = summary
+    return summaries
+
+
+def _settings(options: FaithfulnessOptions, model, evaluated: _Split, device) -> dict:
+    backbone = model.config.backbone_config
+    settings = asdict(options)
+    settings.pop("progress")
+    settings.update(settings.pop("extra"))
+    settings.update(
+        {
+            "methods": list(options.methods),
+            "model": os.path.abspath(options.model),
+            "data": os.path.abspath(options.data),
+            "split": evaluated.name,
+            "backbone": f"{backbone.model_type}, {backbone.num_hidden_layers} layers, width {backbone.hidden_size}, "
+            f"{backbone.num_attention_heads} heads, patch {backbone.patch_size}",
+            "num_labels": model.config.num_labels,
+            "target_rule": "the true class (folder name) for every method"
+            if options.target == "true"
+            else "each classifier's own predicted class",
+            "scoring": "softmax probability of the target, by "
+            + {
+                "own": "the Prompt-CAM model for its maps and the linear probe for the baselines' maps",
+                "prompt-cam": "the Prompt-CAM model for every method",
+                "probe": "the linear probe for every method",
+            }[options.scorer],
+            "device": str(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+    )
+    return settings
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(result: dict, markdown: bool = False) -> str:
+    """The Table-1-style comparison: one row per method (insertion, deletion, pointing game, energy), then the image
+    count and settings. `markdown=True` gives a Markdown table with the paper's Table 1 values beside ours."""
+    methods = result["methods"]
+    settings = result["settings"]
+    lines = []
+    if markdown:
+        lines.append(
+            "| method | insertion ↑ | deletion ↓ | pointing game ↑ | energy ↑ | p(target) | paper insertion | "
+            "paper deletion |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for name, summary in methods.items():
+            paper = PAPER_TABLE_1.get(name, (None, None))
+            lines.append(
+                f"| {name} | {_number(summary['insertion'])} | {_number(summary['deletion'])} | "
+                f"{_number(summary['pointing_game'], 2)} | {_number(summary['energy'])} | "
+                f"{_number(summary['probability'])} | {_number(paper[0], 2)} | {_number(paper[1], 2)} |"
+            )
+    else:
+        lines.append(
+            f"{'method':<20}{'insertion ↑':>13}{'deletion ↓':>13}{'pointing ↑':>13}{'energy ↑':>11}{'p(target)':>12}"
+        )
+        for name, summary in methods.items():
+            lines.append(
+                f"{name:<20}{_number(summary['insertion']):>13}{_number(summary['deletion']):>13}"
+                f"{_number(summary['pointing_game'], 2):>13}{_number(summary['energy']):>11}"
+                f"{_number(summary['probability']):>12}"
+            )
+    accuracy = ", ".join(f"{k} {_number(v)}" for k, v in result["accuracy"].items())
+    lines.append("")
+    lines.append(
+        f"{result['images']} images from {settings['data']}/{settings['split']} "
+        f"({result['localisation_images']} with masks); accuracy on them: {accuracy}."
+    )
+    heads = settings["heads"]
+    mean_heads = methods.get("prompt-cam", {}).get("mean_heads")
+    if mean_heads is not None:
+        heads = f"{heads}, {mean_heads:.1f} on average"
+    lines.append(
+        f"Target: {settings['target_rule']}. Scored as {settings['scoring']}; p(target) is that classifier's mean "
+        "probability of the target on the whole image."
+    )
+    lines.append(
+        f"{settings['steps']} steps; insertion from a Gaussian blur (kernel "
+        f"{settings['blur_kernel_size']}, sigma {settings['blur_sigma']}); deletion to {settings['deletion_value']} "
+        f"(normalised); Prompt-CAM heads: {heads} (blur {settings['blur']}, stop {settings['stop']}); "
+        f"backbone: {settings['backbone']}; seed {settings['seed']}."
+    )
+    probe = result.get("probe")
+    if probe and "train_accuracy" in probe:
+        lines.append(
+            f"Linear probe: {probe['train_images']} train images, {probe['epochs']} epochs, lr {probe['lr']}, "
+            f"train accuracy {probe['train_accuracy']:.3f}."
+        )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "FaithfulnessOptions",
+    "METHODS",
+    "PAPER_TABLE_1",
+    "PROBE_FOLDER",
+    "RESULT_FILE",
+    "SCORERS",
+    "TARGETS",
+    "format_table",
+    "run_faithfulness",
+]

@@ -1,0 +1,42 @@
+"""Training Prompt-CAM with `Trainer`: options, the paper's recipe and presets, the backbone loader, the trainer wiring
+and its callbacks, prompt-only (PEFT) adapters, and what goes to the Hub.
+"""
+
+from .adapters import load_prompt_adapter, merge_prompt_adapter, save_prompt_adapter, wrap_for_prompt_training
+from .backbone import BACKBONE_KEY_MAPPING, build_model
+from .hub import model_card, push_folder, write_model_card
+from .options import TrainOptions
+from .recipe import Recipe, hub_config_dir, load_preset, preset_names
+from .trainer import (
+    SUMMARY_FILE,
+    TRAINER_STATE,
+    accuracy_metric,
+    check_output_dir,
+    last_complete_checkpoint,
+    run_training,
+    save_final,
+)
+
+__all__ = [
+    "BACKBONE_KEY_MAPPING",
+    "Recipe",
+    "SUMMARY_FILE",
+    "TRAINER_STATE",
+    "TrainOptions",
+    "accuracy_metric",
+    "build_model",
+    "check_output_dir",
+    "hub_config_dir",
+    "last_complete_checkpoint",
+    "load_preset",
+    "load_prompt_adapter",
+    "merge_prompt_adapter",
+    "model_card",
+    "preset_names",
+    "push_folder",
+    "run_training",
+    "save_final",
+    "save_prompt_adapter",
+    "wrap_for_prompt_training",
+    "write_model_card",
+]
