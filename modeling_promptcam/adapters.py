@@ -4,7 +4,7 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .training.adapters import load_prompt_adapter, merge_prompt_adapter, save_prompt_adapter, wrap_for_prompt_training  # noqa: F401
+from .training import load_prompt_adapter, merge_prompt_adapter, save_prompt_adapter, wrap_for_prompt_training
 
 warnings.warn(
     "modeling_promptcam.adapters is deprecated; import from modeling_promptcam.training.adapters instead.",

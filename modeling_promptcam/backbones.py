@@ -4,16 +4,16 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .convert.open_clip import (
+from .convert import (
     NotAnOpenClipCheckpointError,
     convert_open_clip_vision,
     open_clip_image_processor,
     open_clip_vision_config,
     save_open_clip_vision,
-)  # noqa: F401
+)
 
 warnings.warn(
-    "modeling_promptcam.backbones is deprecated; import from modeling_promptcam.convert.open_clipinstead.",
+    "modeling_promptcam.backbones is deprecated; import from modeling_promptcam.convert.open_clip instead.",
     DeprecationWarning,
     stacklevel=2,
 )

@@ -4,7 +4,7 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .evaluation.faithfulness import (
+from .evaluation import (
     METHODS,
     PAPER_TABLE_1,
     PROBE_FOLDER,
@@ -14,11 +14,10 @@ from .evaluation.faithfulness import (
     FaithfulnessOptions,
     format_table,
     run_faithfulness,
-)  # noqa: F401
+)
 
 warnings.warn(
-    "modeling_promptcam.faithfulness_eval is deprecated; import from modeling_promptcam.evaluation.faithfulness"
-    "instead.",
+    "modeling_promptcam.faithfulness_eval is deprecated; import from modeling_promptcam.evaluation instead.",
     DeprecationWarning,
     stacklevel=2,
 )

@@ -4,10 +4,10 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .training.hub import model_card, push_folder, write_model_card  # noqa: F401
+from .training import model_card, push_folder, write_model_card
 
 warnings.warn(
-    "modeling_promptcam.hub is deprecated; import from modeling_promptcam.training.hubinstead.",
+    "modeling_promptcam.hub is deprecated; import from modeling_promptcam.training.hub instead.",
     DeprecationWarning,
     stacklevel=2,
 )

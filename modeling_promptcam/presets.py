@@ -4,10 +4,10 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .training.recipe import Recipe, hub_config_dir, load_preset, preset_names  # noqa: F401
+from .training import Recipe, hub_config_dir, load_preset, preset_names
 
 warnings.warn(
-    "modeling_promptcam.presets is deprecated; import from modeling_promptcam.training.recipeinstead.",
+    "modeling_promptcam.presets is deprecated; import from modeling_promptcam.training.recipe instead.",
     DeprecationWarning,
     stacklevel=2,
 )

@@ -4,19 +4,22 @@ Kept so that code written against the old flat layout still runs; import from th
 
 import warnings
 
-from .data.masks import MASKS_DIR, load_trait_mask, mask_path, patch_mask  # noqa: F401
-from .data.synthetic import (
+from .data import (
     CLASSES,
     DATASET_FILE,
+    MASKS_DIR,
     MAX_TRAIT_FRACTION,
     TraitClass,
     class_names,
     draw_bird,
     generate_dataset,
-)  # noqa: F401
+    load_trait_mask,
+    mask_path,
+    patch_mask,
+)
 
 warnings.warn(
-    "modeling_promptcam.synthetic is deprecated; import from modeling_promptcam.data.syntheticinstead.",
+    "modeling_promptcam.synthetic is deprecated; import from modeling_promptcam.data.synthetic instead.",
     DeprecationWarning,
     stacklevel=2,
 )

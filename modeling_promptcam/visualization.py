@@ -1,4 +1,5 @@
-"""Deprecated import path: `modeling_promptcam.visualization` moved to `modeling_promptcam.explain.figures and modeling_promptcam.explain.report` (see docs/architecture.md).
+"""Deprecated import path: `modeling_promptcam.visualization` moved to `modeling_promptcam.explain.figures` (figures) and
+`modeling_promptcam.explain.report` (the HTML report) (see docs/architecture.md).
 
 Kept so that code written against the old flat layout still runs; import from the new path instead."""
 
@@ -18,12 +19,11 @@ from .explain.figures import (
     png_bytes,
     save_png,
     upsample_map,
-)  # noqa: F401
-from .explain.report import write_html_report  # noqa: F401
+)
+from .explain.report import write_html_report
 
 warnings.warn(
-    "modeling_promptcam.visualization is deprecated; import from modeling_promptcam.explain.figures"
-    "(and modeling_promptcam.explain.report) "
+    "modeling_promptcam.visualization is deprecated; import from modeling_promptcam.explain.figures (and .report) "
     "instead.",
     DeprecationWarning,
     stacklevel=2,

@@ -3,11 +3,11 @@ localisation against ground truth, and a report.
 """
 
 from .evaluation import ImageResult, evaluate_traits, per_class_summary, summarize
+from .options import DemoOptions
 from .report import write_report
 from .run import (
     REPORT_FILE,
     SUMMARY_FILE,
-    DemoOptions,
     cpu_bf16_arguments,
     prepare_backbone,
     prepare_dataset,

@@ -2,17 +2,7 @@
 compared (Prompt-CAM and the Grad-CAM family, rollout), the linear probe, and the faithfulness run.
 """
 
-from .faithfulness import (
-    METHODS,
-    PAPER_TABLE_1,
-    PROBE_FOLDER,
-    RESULT_FILE,
-    SCORERS,
-    TARGETS,
-    FaithfulnessOptions,
-    format_table,
-    run_faithfulness,
-)
+from .faithfulness import PAPER_TABLE_1, PROBE_FOLDER, RESULT_FILE, format_table, run_faithfulness
 from .linear_probe import (
     LinearProbeForImageClassification,
     backbone_features,
@@ -35,6 +25,7 @@ from .metrics import (
     pointing_game,
     to_image_resolution,
 )
+from .options import METHODS, SCORERS, TARGETS, FaithfulnessOptions
 from .saliency import (
     HEAD_FUSIONS,
     HEADS_CHOICES,

@@ -19,7 +19,7 @@ import os
 import platform
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -31,22 +31,13 @@ from ..explain.explanation import resolve_class
 from ..files import write_atomically
 from .linear_probe import LinearProbeForImageClassification, extract_features, fit_linear_probe
 from .metrics import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_BLUR_KERNEL_SIZE,
-    DEFAULT_BLUR_SIGMA,
-    DEFAULT_DELETION_VALUE,
-    DEFAULT_STEPS,
     energy_in_mask,
     insertion_deletion,
     pointing_game,
 )
+from .options import METHODS, SCORERS, TARGETS, FaithfulnessOptions
 from .saliency import attention_rollout, eigen_cam, grad_cam, layer_cam, promptcam_saliency
 
-METHODS = ("prompt-cam", "grad-cam", "layer-cam", "eigen-cam", "attention-rollout")
-TARGETS = ("true", "predicted")
-# which classifier scores a method's maps: its own (Prompt-CAM's maps by Prompt-CAM, the baselines' by the probe: the
-# paper's protocol), or one classifier for every method (a control for differences in the classifiers' confidence)
-SCORERS = ("own", "prompt-cam", "probe")
 RESULT_FILE = "faithfulness.json"
 PROBE_FOLDER = "probe"
 # the paper's Table 1 (CUB-200, DINO ViT-B/16): insertion, deletion
@@ -57,35 +48,6 @@ PAPER_TABLE_1 = {
     "eigen-cam": (0.56, 0.22),
     "attention-rollout": (0.55, 0.27),
 }
-
-
-@dataclass
-class FaithfulnessOptions:
-    """What `promptcam faithfulness` takes (see its --help for each option)."""
-
-    model: str
-    data: str
-    out: str = "promptcam_faithfulness"
-    methods: tuple[str, ...] = METHODS
-    max_images: int | None = None
-    steps: int = DEFAULT_STEPS
-    batch_size: int = DEFAULT_BATCH_SIZE
-    blur_kernel_size: int = DEFAULT_BLUR_KERNEL_SIZE
-    blur_sigma: float = DEFAULT_BLUR_SIGMA
-    deletion_value: float = DEFAULT_DELETION_VALUE
-    target: str = "true"
-    scorer: str = "own"
-    heads: str | int = "top"
-    blur: str = "paper"
-    stop: str | int = "misclassified"
-    probe: str | None = None
-    probe_epochs: int = 100
-    probe_lr: float = 1e-3
-    probe_weight_decay: float = 1e-4
-    seed: int = 0
-    device: str | None = None
-    progress: bool = True
-    extra: dict = field(default_factory=dict)  # recorded in the settings as given (e.g. a dataset name)
 
 
 @dataclass
