@@ -897,9 +897,7 @@ def parse_stop_rule(value: str | int, num_heads: int | None = None) -> str | int
 
     Raises `ValueError` naming the allowed values."""
     allowed = (
-        f"'misclassified' or a number of heads in [1, {num_heads}]"
-        if num_heads
-        else "'misclassified' or a number of heads"
+        f"'misclassified' or an integer in [1, {num_heads}]" if num_heads else "'misclassified' or an integer >= 1"
     )
     if value == "misclassified":
         return value
