@@ -71,7 +71,7 @@ def run_dataset(name: str, args: argparse.Namespace, backbone: str) -> dict:
             output_dir=str(folder / "promptcam"),
             epochs=args.epochs,
             warmup_epochs=demo.warmup_epochs,
-            lr=args.learning_rate,
+            learning_rate=args.learning_rate,
             batch_size=args.batch_size,
             prompt_mode="deep",
             seed=args.seed,

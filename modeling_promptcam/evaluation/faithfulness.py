@@ -152,7 +152,7 @@ def _train_probe(options: FaithfulnessOptions, model, transform, train: _Split, 
     probe = LinearProbeForImageClassification(model.backbone, model.config.num_labels, model.config.id2label)
     probe.classifier = classifier
     probe = probe.to(device).eval()
-    probe.save_probe(os.path.join(options.out, PROBE_FOLDER))
+    probe.save_probe(os.path.join(options.output_dir, PROBE_FOLDER))
     info = {
         "train_images": len(train.paths),
         "epochs": options.probe_epochs,
@@ -160,7 +160,7 @@ def _train_probe(options: FaithfulnessOptions, model, transform, train: _Split, 
         "weight_decay": options.probe_weight_decay,
         "train_accuracy": train_accuracy,
         "fit_seconds": round(time.perf_counter() - started, 2),
-        "saved_to": os.path.join(options.out, PROBE_FOLDER),
+        "saved_to": os.path.join(options.output_dir, PROBE_FOLDER),
     }
     return probe, info
 
@@ -239,7 +239,7 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
     _check_heads(options, model.config.backbone_config.num_attention_heads)
     transform = EvalTransform(AutoImageProcessor.from_pretrained(options.model))
     evaluated = _select(_read_split(model, splits.validation_dir), options.max_images, options.seed)
-    os.makedirs(options.out, exist_ok=True)
+    os.makedirs(options.output_dir, exist_ok=True)
 
     probe, probe_info = None, None
     if options.scorer == "probe" or any(method != "prompt-cam" for method in options.methods):
@@ -329,7 +329,7 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
         "methods": _summaries(records, options.methods),
         "per_image": records,
     }
-    write_atomically(os.path.join(options.out, RESULT_FILE), json.dumps(result, indent=1) + "\n")
+    write_atomically(os.path.join(options.output_dir, RESULT_FILE), json.dumps(result, indent=1) + "\n")
     return result
 
 

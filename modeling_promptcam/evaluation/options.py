@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..compat import renamed_fields
 from .metrics import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_KERNEL_SIZE,
@@ -23,13 +24,14 @@ TARGETS = ("true", "predicted")
 SCORERS = ("own", "prompt-cam", "probe")
 
 
+@renamed_fields(out="output_dir")
 @dataclass
 class FaithfulnessOptions:
     """What `promptcam faithfulness` takes (see its --help for each option)."""
 
     model: str
     data: str
-    out: str = "promptcam_faithfulness"
+    output_dir: str = "promptcam_faithfulness"
     methods: tuple[str, ...] = METHODS
     max_images: int | None = None
     steps: int = DEFAULT_STEPS

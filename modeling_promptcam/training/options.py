@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..compat import renamed_fields
 from .recipe import Recipe, load_preset
 
 
+@renamed_fields(lr="learning_rate")
 @dataclass
 class TrainOptions:
     """What `promptcam train` takes; every recipe value left at None comes from the preset (or the paper's recipe)."""
@@ -18,7 +20,7 @@ class TrainOptions:
     epochs: int | None = None
     warmup_epochs: int | None = None
     batch_size: int | None = None
-    lr: float | None = None
+    learning_rate: float | None = None
     lr_min: float | None = None
     weight_decay: float | None = None
     momentum: float | None = None
@@ -43,7 +45,7 @@ class TrainOptions:
     def recipe(self) -> Recipe:
         base, _ = load_preset(self.preset) if self.preset else (Recipe(), None)
         overrides = {
-            "learning_rate": self.lr,
+            "learning_rate": self.learning_rate,
             "epochs": self.epochs,
             "warmup_epochs": self.warmup_epochs,
             "batch_size": self.batch_size,
