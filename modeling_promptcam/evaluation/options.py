@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..compat import renamed_fields
+from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
 from .metrics import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_KERNEL_SIZE,
@@ -12,6 +13,7 @@ from .metrics import (
     DEFAULT_DELETION_VALUE,
     DEFAULT_STEPS,
 )
+from .saliency import HEADS_CHOICES
 
 METHODS = ("prompt-cam", "grad-cam", "layer-cam", "eigen-cam", "attention-rollout")
 
@@ -24,31 +26,104 @@ TARGETS = ("true", "predicted")
 SCORERS = ("own", "prompt-cam", "probe")
 
 
+def parse_heads(value: str | int, num_heads: int | None = None) -> str | int:
+    """The reader of Prompt-CAM's head choice for a saliency map: `"top"` (the ranking's top traits), `"all"`, or a
+    number of heads k (an int, or its decimal text as a command line gives it) in `[1, num_heads]`.
+
+    Raises `ValueError` naming the allowed values."""
+    if value in HEADS_CHOICES:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (num_heads and value > num_heads):
+        bound = f"in [1, {num_heads}]" if num_heads else ">= 1"
+        raise ValueError(f"heads must be 'top' or 'all' or a number of heads {bound}, got {value!r}.")
+    return value
+
+
 @renamed_fields(out="output_dir")
 @dataclass
 class FaithfulnessOptions:
-    """What `promptcam faithfulness` takes (see its --help for each option)."""
+    """What `promptcam faithfulness` takes.
 
-    model: str
-    data: str
-    output_dir: str = "promptcam_faithfulness"
-    methods: tuple[str, ...] = METHODS
-    max_images: int | None = None
-    steps: int = DEFAULT_STEPS
-    batch_size: int = DEFAULT_BATCH_SIZE
-    blur_kernel_size: int = DEFAULT_BLUR_KERNEL_SIZE
-    blur_sigma: float = DEFAULT_BLUR_SIGMA
-    deletion_value: float = DEFAULT_DELETION_VALUE
-    target: str = "true"
-    scorer: str = "own"
-    heads: str | int = "top"
-    blur: str = "paper"
-    stop: str | int = "misclassified"
-    probe: str | None = None
-    probe_epochs: int = 100
-    probe_lr: float = 1e-3
-    probe_weight_decay: float = 1e-4
-    seed: int = 0
-    device: str | None = None
-    progress: bool = True
-    extra: dict = field(default_factory=dict)  # recorded in the settings as given (e.g. a dataset name)
+    Each field's `metadata["help"]` is its `--help` text (the CLI is generated from this class, docs/cli.md).
+    """
+
+    model: str = field(metadata={"help": "a trained Prompt-CAM folder (save_pretrained)"})
+    data: str = field(
+        metadata={"help": "folder with train/<class>/ and val/<class>/ (and optionally masks/val/<class>/)"}
+    )
+    output_dir: str = field(
+        default="promptcam_faithfulness",
+        metadata={"help": "output folder: faithfulness.json and the probe", "aliases": ["--out"]},
+    )
+    methods: tuple[str, ...] = field(
+        default=METHODS, metadata={"help": "methods to compare", "choices": METHODS, "metavar": "METHOD"}
+    )
+    max_images: int | None = field(
+        default=None,
+        metadata={"help": "evaluate a seeded random subset of this many val images (default: all)", "min": 1},
+    )
+    steps: int = field(
+        default=DEFAULT_STEPS,
+        metadata={"help": "insertion / deletion steps (RISE changed one 224-pixel row per step)", "min": 1},
+    )
+    batch_size: int = field(
+        default=DEFAULT_BATCH_SIZE, metadata={"help": "images per forward pass (and per map batch)", "min": 1}
+    )
+    blur_kernel_size: int = field(
+        default=DEFAULT_BLUR_KERNEL_SIZE,
+        metadata={"help": "Gaussian blur of the insertion start: kernel size (default: RISE's, %(default)s)"},
+    )
+    blur_sigma: float = field(
+        default=DEFAULT_BLUR_SIGMA, metadata={"help": "... and sigma in pixels (default: RISE's, %(default)s)"}
+    )
+    deletion_value: float = field(
+        default=DEFAULT_DELETION_VALUE,
+        metadata={
+            "help": "value of deleted pixels in normalised space (default: %(default)s, the normalisation mean, i.e. "
+            "the mean colour)"
+        },
+    )
+    target: str = field(
+        default="true",
+        metadata={
+            "help": "class explained and scored: the true class (the same for every method) or each classifier's own "
+            "prediction",
+            "choices": TARGETS,
+        },
+    )
+    scorer: str = field(
+        default="own",
+        metadata={
+            "help": "classifier that scores the maps: 'own' (the paper's: Prompt-CAM's maps by Prompt-CAM, the "
+            "baselines' by the probe), or one classifier for every method (a control for the classifiers' confidence)",
+            "choices": SCORERS,
+        },
+    )
+    heads: str | int = field(
+        default="top",
+        metadata={
+            "help": "Prompt-CAM's map: mean of the 'top' traits, of 'all' heads, or of the k highest-ranked heads",
+            "parse": parse_heads,
+        },
+    )
+    blur: str = field(default="paper", metadata={"help": "head blurring of the trait ranking", "choices": BLUR_MODES})
+    stop: str | int = field(
+        default="misclassified",
+        metadata={"help": "top traits: 'misclassified' (paper) or a number of heads", "parse": parse_stop_rule},
+    )
+    probe: str | None = field(
+        default=None,
+        metadata={"help": "use this saved probe (OUT/probe of an earlier run; default: train one)"},
+    )
+    probe_epochs: int = field(default=100, metadata={"help": "probe training epochs", "min": 1})
+    probe_lr: float = field(default=1e-3, metadata={"help": "probe learning rate, AdamW"})
+    probe_weight_decay: float = field(default=1e-4, metadata={"help": "probe weight decay"})
+    seed: int = field(default=0, metadata={"help": "image subset, probe, pixel tie order"})
+    device: str | None = field(
+        default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda when available)"}
+    )
+    progress: bool = field(default=True, metadata={"help": "no progress bars"})
+    # recorded in the settings as given (e.g. a dataset name)
+    extra: dict = field(default_factory=dict, metadata={"help": "recorded in the settings as given", "cli": False})

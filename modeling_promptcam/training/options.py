@@ -5,42 +5,105 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..compat import renamed_fields
+from ..configuration_promptcam import PROMPT_MODES
 from .recipe import Recipe, load_preset
 
 
 @renamed_fields(lr="learning_rate")
 @dataclass
 class TrainOptions:
-    """What `promptcam train` takes; every recipe value left at None comes from the preset (or the paper's recipe)."""
+    """What `promptcam train` takes; every recipe value left at None comes from the preset (or the paper's recipe).
 
-    backbone: str
-    data_dir: str | None
-    output_dir: str
-    preset: str | None = None
-    epochs: int | None = None
-    warmup_epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    lr_min: float | None = None
-    weight_decay: float | None = None
-    momentum: float | None = None
-    prompt_mode: str | None = None
-    prompt_dropout: float | None = None
-    drop_path_rate: float | None = None
-    image_size: int | None = None
-    save_prompts_only: bool = False
-    resume: bool = False
-    overwrite_output_dir: bool = False
-    push_to_hub: str | None = None
-    seed: int = 42
-    eval_steps: int | None = None
-    gradient_accumulation_steps: int = 1
-    num_workers: int = 0
-    verify_images: bool = True
-    dataset: str | None = None  # a `datasets` dataset (save_to_disk folder or load_dataset name) instead of data_dir
-    image_column: str = "image"
-    label_column: str = "label"
-    extra: dict = field(default_factory=dict)  # further TrainingArguments, for programmatic use
+    Each field's `metadata["help"]` is its `--help` text (the CLI is generated from this class, docs/cli.md).
+    """
+
+    backbone: str = field(
+        metadata={
+            "help": "the frozen backbone: a transformers folder or Hub id (ViT, DINOv2, DINOv3, CLIP / SigLIP vision "
+            "towers; docs/backbones.md)"
+        }
+    )
+    data_dir: str | None = field(metadata={"help": "folder with train/<class>/ (and val/<class>/)", "one_of": "data"})
+    output_dir: str = field(metadata={"help": "checkpoints, logs and final/ go here"})
+    preset: str | None = field(
+        default=None,
+        metadata={"help": "a recipe from hub_configs/, e.g. cub-dino, cub-dinov2 (default: the paper's recipe)"},
+    )
+    epochs: int | None = field(
+        default=None, metadata={"help": "training epochs (default: the recipe's; paper: 100-130)"}
+    )
+    warmup_epochs: int | None = field(
+        default=None, metadata={"help": "linear warm-up epochs (default: the recipe's; paper: 20)"}
+    )
+    batch_size: int | None = field(
+        default=None, metadata={"help": "images per device and step (default: the recipe's; paper: 16)"}
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "peak learning rate (default: the recipe's; paper: 0.001-0.01 by dataset)",
+            "aliases": ["--lr"],
+        },
+    )
+    lr_min: float | None = field(
+        default=None,
+        metadata={"help": "final learning rate of the cosine schedule (default: the recipe's; paper: 1e-6)"},
+    )
+    weight_decay: float | None = field(
+        default=None, metadata={"help": "SGD weight decay (default: the recipe's; paper: 1e-3)"}
+    )
+    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (default: the recipe's; paper: 0.9)"})
+    prompt_mode: str | None = field(
+        default=None,
+        metadata={"help": "prompt variant (default: the recipe's; paper: deep)", "choices": PROMPT_MODES},
+    )
+    prompt_dropout: float | None = field(
+        default=None, metadata={"help": "prompt dropout (default: the recipe's; paper: 0.1 DINO, 0 DINOv2)"}
+    )
+    drop_path_rate: float | None = field(
+        default=None, metadata={"help": "stochastic depth (default: the recipe's; paper: 0.1 DINO, 0 DINOv2)"}
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "training / evaluation image size (default: the recipe's; paper: 224)"}
+    )
+    save_prompts_only: bool = field(
+        default=False,
+        metadata={
+            "help": "checkpoints and the final folder hold only the prompts and head (a PEFT adapter, a few MB)"
+        },
+    )
+    resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "delete what OUTPUT_DIR holds first"})
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={"help": "upload the final folder to this Hub repository (default: no upload)", "metavar": "REPO"},
+    )
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    eval_steps: int | None = field(
+        default=None, metadata={"help": "evaluate and save every N steps (default: every epoch)"}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "steps whose gradients are summed per update"}
+    )
+    num_workers: int = field(default=0, metadata={"help": "data loading worker processes"})
+    verify_images: bool = field(
+        default=True,
+        metadata={
+            "help": "do not open every image of --data-dir once before training (a broken one then fails later)"
+        },
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "instead of --data-dir: a datasets dataset (a save_to_disk folder or a load_dataset name) with a "
+            "train split (and validation / val / test), an Image column and a ClassLabel column",
+            "one_of": "data",
+        },
+    )
+    image_column: str = field(default="image", metadata={"help": "image column of --dataset"})
+    label_column: str = field(default="label", metadata={"help": "class-label column of --dataset"})
+    # further TrainingArguments, for programmatic use
+    extra: dict = field(default_factory=dict, metadata={"help": "further TrainingArguments", "cli": False})
 
     def recipe(self) -> Recipe:
         base, _ = load_preset(self.preset) if self.preset else (Recipe(), None)

@@ -1,0 +1,41 @@
+"""`promptcam train`: train Prompt-CAM on an image folder or a datasets dataset ([`run_training`] does the work)."""
+
+from __future__ import annotations
+
+from ..training.options import TrainOptions
+
+NAME = "train"
+HELP = "train Prompt-CAM on an image folder"
+DESCRIPTION = (
+    "Train Prompt-CAM (frozen backbone, learned class prompts) with the paper's recipe on DATA/train/<class>/* with "
+    "evaluation on DATA/val/<class>/* each epoch; the best epoch on validation is kept. Values not given come from "
+    "--preset (see hub_configs/) or the paper's default recipe. Data-parallel: 'accelerate launch -m "
+    "modeling_promptcam train ...' or 'torchrun --nproc_per_node N -m modeling_promptcam train ...'. Writes "
+    "checkpoints to OUTPUT_DIR and the final model to OUTPUT_DIR/final."
+)
+OPTIONS = (TrainOptions,)
+
+
+def run(options: TrainOptions) -> int:
+    from ..training.trainer import run_training
+
+    try:
+        summary = run_training(options)
+    finally:
+        _end_distributed()
+    if "final_dir" in summary:  # the main process of a data-parallel run
+        accuracy = summary["validation_accuracy"]
+        shown = f"{accuracy:.4f}" if accuracy is not None else "n/a (no validation split)"
+        print(f"Validation accuracy {shown}; model in {summary['final_dir']}")
+    return 0
+
+
+def _end_distributed() -> None:
+    """Close the process group of a data-parallel run, so every process exits cleanly: all ranks meet first, so none
+    tears down its connections while another still talks to it. This is the process's end, so it is the command's
+    job (a library caller may go on using the group)."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

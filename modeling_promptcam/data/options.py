@@ -1,0 +1,23 @@
+"""What `promptcam synthetic` takes: [`SyntheticOptions`], the arguments of [`generate_dataset`]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SyntheticOptions:
+    """What `promptcam synthetic` takes; the defaults are `generate_dataset`'s (tests/test_cli.py checks they agree).
+
+    Each field's `metadata["help"]` is its `--help` text (the CLI is generated from this class, docs/cli.md).
+    """
+
+    output_dir: str = field(metadata={"help": "output folder (new or empty)", "aliases": ["--out"]})
+    train_per_class: int = field(default=48, metadata={"help": "training images per class"})
+    val_per_class: int = field(default=16, metadata={"help": "validation images per class"})
+    image_size: int = field(default=224, metadata={"help": "image side in pixels"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    progress: bool = field(default=True, metadata={"help": "no progress bar"})
+
+
+__all__ = ["SyntheticOptions"]
