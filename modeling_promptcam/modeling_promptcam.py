@@ -329,7 +329,9 @@ def attend(
     return output.reshape(*output.shape[:2], -1)
 
 
-def row_attention_weights(attention: nn.Module, query: torch.Tensor, key: torch.Tensor, rows: torch.Tensor):
+def row_attention_weights(
+    attention: nn.Module, query: torch.Tensor, key: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
     """Softmax attention weights `(B, heads, K, keys)` of the query rows `rows` `(B, K)` only."""
     index = rows[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
     return attention_probabilities(attention, torch.gather(query, 2, index), key)
@@ -548,7 +550,7 @@ class BackboneDriver:
         """`(B, 3, H, W)` pixels -> `(B, prefix + M, D)` tokens [CLS, registers, patches] with positions added."""
         return self.family.embed(self.backbone, pixel_values, interpolate_pos_encoding)
 
-    def position_state(self, pixel_values: torch.Tensor):
+    def position_state(self, pixel_values: torch.Tensor) -> object:
         """Per-forward positional state the attention needs (rotary tables); None for absolute position embeddings."""
         return self.family.positions.state(self.backbone, pixel_values)
 
@@ -689,7 +691,9 @@ def _check_trait_map_classes(trait_map_classes: torch.Tensor, batch_size: int, n
     _check_class_indices("trait_map_classes", trait_map_classes, num_labels)
 
 
-def _check_forward_options(kwargs: dict, trait_map_classes: torch.Tensor | None, trait_map_top_k, num_labels: int):
+def _check_forward_options(
+    kwargs: dict, trait_map_classes: torch.Tensor | None, trait_map_top_k: int | None, num_labels: int
+) -> None:
     """The keyword arguments of `forward` besides the tensors: nothing unknown, and a valid `trait_map_top_k`."""
     if kwargs:
         raise TypeError(
