@@ -31,8 +31,11 @@ class PromptCamImageClassificationPipeline(ImageClassificationPipeline):
         rank_traits (`bool`, defaults to `False`): also rank the heads of each returned label (greedy head blurring,
             see `PromptCamForImageClassification.rank_traits`): adds `ranked_heads` (all heads, most important first),
             `top_traits` and `target_scores` (the label's logit after each greedy step).
-        blur (`"paper"` or `"official"`, defaults to `"paper"`) and stop (`"misclassified"` or an int, defaults to
-            `"misclassified"`): the ranking settings.
+        blur (`"paper"`, `"official"` or `"spatial"`, defaults to `"paper"`): what the target prompt's attention in a
+            blurred head becomes: uniform over the patches (the paper), uniform over all tokens (the official code), or
+            only its patch part spread evenly (see `BLUR_MODE_TABLE` in `modeling_promptcam.py`).
+        stop (`"misclassified"` or an int k, defaults to `"misclassified"`): the top traits are the heads still
+            unblurred when another class first scores higher (the paper), or the k most important heads.
     """
 
     def _sanitize_parameters(
