@@ -19,7 +19,7 @@ from modeling_promptcam.data import (
     load_image_folder,
 )
 from modeling_promptcam.modeling_promptcam import promptcam_image_processor
-from modeling_promptcam.training import Recipe, TrainOptions, accuracy_metric, build_model
+from modeling_promptcam.training import Recipe, TrainerCheckpointFormat, TrainOptions, accuracy_metric, build_model
 
 
 def main() -> None:
@@ -73,7 +73,6 @@ def main() -> None:
         metric_for_best_model="accuracy",
         remove_unused_columns=False,
     )
-    model.save_in_original_format = False  # the Trainer reloads its own checkpoints without key conversion
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -82,12 +81,13 @@ def main() -> None:
         data_collator=PromptCamCollator(),
         compute_metrics=accuracy_metric,
         processing_class=processor,
+        # checkpoints in the layout Trainer reloads (best model, resume); the portable layout again when training ends
+        callbacks=[TrainerCheckpointFormat()],
     )
     trainer.train()
     print(trainer.evaluate())
 
-    # 6. the final folder: weights, config, code, image processor (portable key layout again)
-    model.save_in_original_format = True
+    # 6. the final folder: weights, config, code, image processor
     model.save_pretrained(f"{args.output_dir}/final", image_processor=processor)
 
 

@@ -6,7 +6,8 @@ import copy
 
 from transformers import AutoConfig, PreTrainedConfig
 
-# Backbone families the Prompt-CAM forward pass knows how to drive (see `modeling_promptcam.BACKBONE_ADAPTERS`).
+# Backbone families the Prompt-CAM forward pass knows how to drive: the keys of `modeling_promptcam.BACKBONE_DRIVERS`,
+# in the same order (tests/test_model_registries.py ties the two; this file cannot import the model file).
 SUPPORTED_BACKBONE_TYPES = (
     "vit",
     "dinov2",

@@ -1,19 +1,34 @@
 """PyTorch Prompt-CAM model (Chowdhury et al., "Making Vision Transformers Interpretable for Fine-Grained Analysis",
-CVPR 2025), over the transformers ViT / DINOv2 backbones.
+CVPR 2025), over the transformers ViT (DINO), DINOv2 (with or without registers), DINOv3, CLIP (BioCLIP) and SigLIP
+vision backbones.
 
 This file is one of the remote-code files copied next to saved checkpoints: it imports nothing beyond torch,
 transformers and its siblings `configuration_promptcam` and `pipeline_promptcam`.
+
+It reads top to bottom:
+1. outputs (`PromptCamImageClassifierOutput`, `TraitRanking`);
+2. the registries: blur modes (`BLUR_MODE_TABLE`, `BLUR_MODES`) and stop rules (`STOP_RULES`, `parse_stop_rule`) of
+   the trait ranking, one small named function per entry;
+3. attention kernels (module functions over a transformers attention module);
+4. backbone drivers: each family composed of small parts, keyed by `model_type` in `BACKBONE_DRIVERS`;
+5. input checks;
+6. the greedy head ranking over tensors;
+7. the model: prompt head, `PromptCamForImageClassification` (fast path, ranking, loading and saving);
+8. the image processor.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import attrgetter
 
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, is_torchvision_available
@@ -29,6 +44,7 @@ PROMPTCAM_IMAGE_MEAN = (0.5, 0.5, 0.5)
 PROMPTCAM_IMAGE_STD = (0.5, 0.5, 0.5)
 
 
+# ==================================================================================================== 1. outputs
 @dataclass
 class PromptCamImageClassifierOutput(ModelOutput):
     r"""
@@ -52,9 +68,6 @@ class PromptCamImageClassifierOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     trait_maps: torch.FloatTensor | None = None
     trait_map_classes: torch.LongTensor | None = None
-
-
-BLUR_MODES = ("paper", "official", "spatial")
 
 
 @dataclass
@@ -87,6 +100,172 @@ class TraitRanking:
         return self.ranked_heads[::-1]
 
 
+# ==================================================================================================== 2. registries
+# The trait ranking's variants are entries of two tables, in the spirit of pytorch-grad-cam's one class per method:
+# a blur mode says what a blurred head outputs, a stop rule which ranked heads are the top traits. The greedy loop
+# (section 6) is written once over them; `BLUR_MODES`, the docstrings of `rank_traits` and the app's choices are
+# derived from the tables.
+
+
+@dataclass(frozen=True)
+class BlurMode:
+    """One way of blurring a head of the target prompt's last-layer attention (an entry of `BLUR_MODE_TABLE`).
+
+    Attributes:
+        name: what `rank_traits(blur=...)` takes.
+        description: one line, what the target prompt's attention in a blurred head becomes (docstrings, the app).
+        blur_heads: `(weights, values, first_patch) -> blurred`. `weights` `(B, heads, 1, keys)` is the target
+            prompt's attention over the keys [prompts, CLS, registers, patches] (the patches start at index
+            `first_patch`), `values` `(B, heads, keys, head_dim)` the values of those keys; `blurred`
+            `(B, heads, head_dim)` is what each head outputs for the target prompt once blurred.
+    """
+
+    name: str
+    description: str
+    blur_heads: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+BLUR_MODE_TABLE: dict[str, BlurMode] = {}
+BLUR_MODES: tuple[str, ...] = ()  # the names in `BLUR_MODE_TABLE`, in its order (kept in step by `register_blur_mode`)
+
+
+def register_blur_mode(name: str, description: str) -> Callable:
+    """Decorator: add a `blur_heads` function (see [`BlurMode`]) to `BLUR_MODE_TABLE` as `name`; `BLUR_MODES` and
+    `rank_traits(blur=name)` pick it up. Modules that copied `BLUR_MODES` before keep their copy."""
+
+    def register(blur_heads: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> Callable:
+        global BLUR_MODES
+        if name in BLUR_MODE_TABLE:
+            raise ValueError(f"A blur mode named {name!r} is already registered; give the new one another name.")
+        BLUR_MODE_TABLE[name] = BlurMode(name, description, blur_heads)
+        BLUR_MODES = tuple(BLUR_MODE_TABLE)
+        return blur_heads
+
+    return register
+
+
+@register_blur_mode("paper", "uniform over the patches (the paper)")
+def blur_to_uniform_over_patches(weights: torch.Tensor, values: torch.Tensor, first_patch: int) -> torch.Tensor:
+    """Attention 1/M on each of the M patches and 0 on prompts, CLS and registers: the mean of the patch values."""
+    return values[:, :, first_patch:].mean(dim=2)
+
+
+@register_blur_mode("official", "uniform over all tokens (the official code)")
+def blur_to_uniform_over_all_tokens(weights: torch.Tensor, values: torch.Tensor, first_patch: int) -> torch.Tensor:
+    """Pre-softmax logits set to 0, i.e. attention uniform over all keys: the mean of all values."""
+    return values.mean(dim=2)
+
+
+@register_blur_mode("spatial", "only the patch part spread evenly; prompts, CLS, registers kept")
+def blur_patch_part_only(weights: torch.Tensor, values: torch.Tensor, first_patch: int) -> torch.Tensor:
+    """Keep the attention to prompts, CLS and registers; spread the head's attention mass on the patches evenly over
+    them. A head that reads the class from CLS loses little and ranks low: the top heads are those whose trait map
+    (the patch part) carries the evidence."""
+    kept = torch.matmul(weights[..., :first_patch], values[:, :, :first_patch])[:, :, 0]
+    patch_mass = weights[..., first_patch:].sum(dim=-1)  # (B, heads, 1)
+    return kept + patch_mass * values[:, :, first_patch:].mean(dim=2)
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """One way of choosing the top traits from a finished greedy ranking (an entry of `STOP_RULES`).
+
+    Attributes:
+        name: what `rank_traits(stop=...)` takes; the entry named `NUMBER_STOP_RULE` is the rule of an integer stop.
+        description: one line, which heads are the top traits (docstrings).
+        top_traits: `(ranked_heads, misclassified_after, stop) -> top traits`, from the ranking (all heads, most
+            important first), [`TraitRanking.misclassified_after`] and the stop value.
+    """
+
+    name: str
+    description: str
+    top_traits: Callable[[list[int], int | None, str | int], list[int]]
+
+
+STOP_RULES: dict[str, StopRule] = {}
+NUMBER_STOP_RULE = "number"  # the entry used when `stop` is an integer k
+
+
+def register_stop_rule(name: str, description: str) -> Callable:
+    """Decorator: add a `top_traits` function (see [`StopRule`]) to `STOP_RULES` as `name`; `parse_stop_rule` and
+    `rank_traits(stop=name)` accept it."""
+
+    def register(top_traits: Callable[[list[int], int | None, str | int], list[int]]) -> Callable:
+        if name in STOP_RULES:
+            raise ValueError(f"A stop rule named {name!r} is already registered; give the new one another name.")
+        STOP_RULES[name] = StopRule(name, description, top_traits)
+        return top_traits
+
+    return register
+
+
+@register_stop_rule(
+    "misclassified",
+    "the heads still unblurred when another class first scores strictly higher than the target; at least one, all of "
+    "them when the target is not the top class to begin with (the paper)",
+)
+def top_traits_until_misclassified(ranked_heads: list[int], misclassified_after: int | None, stop) -> list[int]:
+    # the target stayed on top with every head blurred: the last head blurred (at least one trait)
+    remaining = len(ranked_heads) - misclassified_after if misclassified_after is not None else 0
+    return ranked_heads[: max(1, remaining)]
+
+
+@register_stop_rule(NUMBER_STOP_RULE, "the k most important heads (the official code uses 4)")
+def top_k_heads(ranked_heads: list[int], misclassified_after: int | None, stop: int) -> list[int]:
+    return ranked_heads[:stop]
+
+
+def parse_stop_rule(value: str | int, num_heads: int | None = None) -> str | int:
+    """The one reader of the ranking's stop rule (model, pipeline, CLI, app, evaluation): `"misclassified"`, or a
+    number of heads k (an int, or its decimal text as a command line gives it) in `[1, num_heads]`.
+
+    Raises `ValueError` naming the allowed values."""
+    named = tuple(name for name in STOP_RULES if name != NUMBER_STOP_RULE)
+    allowed = " or ".join(repr(name) for name in named) + (
+        f" or an integer in [1, {num_heads}]" if num_heads else " or an integer >= 1"
+    )
+    if isinstance(value, str) and value in named:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (num_heads and value > num_heads):
+        raise ValueError(f"stop must be {allowed}, got {value!r}.")
+    return value
+
+
+def stop_rule_of(stop: str | int) -> StopRule:
+    """The entry of `STOP_RULES` for a stop value that `parse_stop_rule` returned."""
+    return STOP_RULES[stop if isinstance(stop, str) else NUMBER_STOP_RULE]
+
+
+def _choice_lines(placeholder: str) -> list[str]:
+    """The documented choices: one line per registered blur mode (`{blur_modes}`) or stop rule (`{stop_rules}`)."""
+    if placeholder == "{blur_modes}":
+        return [f'- `"{mode.name}"`: {mode.description}.' for mode in BLUR_MODE_TABLE.values()]
+    lines = []
+    for rule in STOP_RULES.values():
+        value = "an integer k" if rule.name == NUMBER_STOP_RULE else f'`"{rule.name}"`'
+        lines.append(f"- {value}: {rule.description}.")
+    return lines
+
+
+def _document_choices(function: Callable) -> Callable:
+    """Replace the `{blur_modes}` / `{stop_rules}` lines of `function`'s docstring by the entries of the tables, so the
+    documented choices are the registered ones."""
+    if function.__doc__:
+        lines = []
+        for line in function.__doc__.splitlines():
+            placeholder = line.strip()
+            if placeholder in ("{blur_modes}", "{stop_rules}"):
+                indent = line[: len(line) - len(line.lstrip())]
+                lines.extend(indent + entry for entry in _choice_lines(placeholder))
+            else:
+                lines.append(line)
+        function.__doc__ = "\n".join(lines)
+    return function
+
+
+# ==================================================================================================== 3. attention
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
     """Stochastic depth per sample: zero the whole residual branch of a random subset of samples (and rescale)."""
     if drop_prob == 0.0 or not training:
@@ -113,27 +292,224 @@ def attention_output(attention: nn.Module) -> nn.Linear:
     return attention.o_proj if hasattr(attention, "o_proj") else attention.out_proj
 
 
-class PromptCamBackboneAdapter:
-    """How Prompt-CAM drives the modules of one backbone family.
+def split_heads(attention: nn.Module, projection: nn.Linear, states: torch.Tensor) -> torch.Tensor:
+    """Project `(b, n, D)` states and split the heads: `(b, heads, n, head_dim)`."""
+    return projection(states).view(*states.shape[:-1], -1, attention.head_dim).transpose(1, 2)
 
-    The forward pass of Prompt-CAM is written once (in [`PromptCamForImageClassification`]) over the backbone's own
-    sub-modules; each family only says where those sub-modules are, how its residual branches are scaled and how
-    positions enter. Every supported attention module has `q_proj`, `k_proj`, `v_proj` and an output projection
-    (see `attention_output`).
+
+def attention_probabilities(attention: nn.Module, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """Softmax over the keys (in float32, as the eager attention of transformers): `(B, heads, n_query, n_key)`."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * attention_scaling(attention)
+    return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+
+
+def attend_with_weights(
+    attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, training: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit softmax attention. Returns `(B, n_query, heads * head_dim)` and weights `(B, heads, n_query, n_key)`."""
+    weights = attention_probabilities(attention, query, key)
+    dropped = nn.functional.dropout(weights, p=attention_dropout(attention), training=training)
+    output = torch.matmul(dropped, value).transpose(1, 2)
+    return output.reshape(*output.shape[:2], -1), weights
+
+
+def attend(
+    attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, training: bool
+) -> torch.Tensor:
+    """Attention without weights through the backbone's implementation. Returns `(B, n_query, heads * head_dim)`."""
+    implementation = attention.config._attn_implementation or "sdpa"
+    if implementation == "eager":
+        output, _ = attend_with_weights(attention, query, key, value, training)
+        return output
+    attention_interface = ALL_ATTENTION_FUNCTIONS[implementation]
+    dropout = attention_dropout(attention) if training else 0.0
+    output, _ = attention_interface(
+        attention, query, key, value, None, dropout=dropout, scaling=attention_scaling(attention)
+    )
+    return output.reshape(*output.shape[:2], -1)
+
+
+def row_attention_weights(
+    attention: nn.Module, query: torch.Tensor, key: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """Softmax attention weights `(B, heads, K, keys)` of the query rows `rows` `(B, K)` only."""
+    index = rows[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
+    return attention_probabilities(attention, torch.gather(query, 2, index), key)
+
+
+# ==================================================================================================== 4. backbones
+# The forward pass of Prompt-CAM is written once over the backbone's own sub-modules. A family is described by small
+# parts (where its modules are, how it embeds, how its residual branches are scaled, how positions enter, how many
+# tokens precede the patches), composed in one `BackboneFamily`; no family inherits from another.
+
+
+@dataclass(frozen=True)
+class ModuleNames:
+    """Where a family keeps the modules Prompt-CAM drives: attribute paths on the backbone (`layers`, `final_norm`)
+    and on one of its layers (`attention`, `attention_norm`, `mlp_norm`); every family's layer has its MLP at `mlp`.
+    Every supported attention module has `q_proj`, `k_proj`, `v_proj` and an output projection (`attention_output`)."""
+
+    layers: str
+    final_norm: str
+    attention: str
+    attention_norm: str
+    mlp_norm: str
+
+
+@dataclass(frozen=True)
+class ResidualStyle:
+    """How a family scales its two residual branches before they are added back: `attention(layer, branch)` after
+    the attention output projection, `mlp(layer, branch)` after the MLP (both before stochastic depth)."""
+
+    name: str
+    attention: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    mlp: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def _hidden_dropout(layer: nn.Module, branch: torch.Tensor) -> torch.Tensor:
+    return layer.dropout(branch)
+
+
+def _layer_scale_1(layer: nn.Module, branch: torch.Tensor) -> torch.Tensor:
+    return layer.layer_scale1(branch)
+
+
+def _layer_scale_2(layer: nn.Module, branch: torch.Tensor) -> torch.Tensor:
+    return layer.layer_scale2(branch)
+
+
+def _unscaled(layer: nn.Module, branch: torch.Tensor) -> torch.Tensor:
+    return branch
+
+
+DROPOUT_RESIDUALS = ResidualStyle("dropout", _hidden_dropout, _hidden_dropout)
+LAYER_SCALE_RESIDUALS = ResidualStyle("layer scale", _layer_scale_1, _layer_scale_2)
+PLAIN_RESIDUALS = ResidualStyle("plain", _unscaled, _unscaled)
+
+
+@dataclass(frozen=True)
+class PositionStyle:
+    """How positions enter the attention. Absolute position embeddings are added by the embedding step, so they need
+    nothing here; rotary ones need per-forward tables (`state(backbone, pixel_values)`) and `rotate(states, state)`,
+    applied to the queries and keys `(B, heads, n, head_dim)`."""
+
+    name: str
+    state: Callable[[PreTrainedModel, torch.Tensor], object]
+    rotate: Callable[[torch.Tensor, object], torch.Tensor]
+
+
+def _no_position_state(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> None:
+    return None
+
+
+def _not_rotated(states: torch.Tensor, position_state) -> torch.Tensor:
+    return states
+
+
+def _rotary_tables(backbone: PreTrainedModel, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return backbone.rope_embeddings(pixel_values)  # (cos, sin), each (M, head_dim)
+
+
+def _rotate_patch_rows(states: torch.Tensor, position_state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate the patch rows (the last M) of `states`; prefix rows (prompts, CLS, registers) are not rotated."""
+    cos, sin = position_state
+    num_patches = sin.shape[-2]
+    prefix, patches = states.split((states.shape[-2] - num_patches, num_patches), dim=-2)
+    half = patches.shape[-1] // 2
+    rotated_half = torch.cat((-patches[..., half:], patches[..., :half]), dim=-1)
+    return torch.cat((prefix, patches * cos + rotated_half * sin), dim=-2)
+
+
+ABSOLUTE_POSITIONS = PositionStyle("absolute", _no_position_state, _not_rotated)
+ROTARY_PATCH_POSITIONS = PositionStyle("rotary on the patch tokens", _rotary_tables, _rotate_patch_rows)
+
+
+# Embedding steps: `(backbone, pixel_values (B, 3, H, W), interpolate_pos_encoding) -> tokens (B, prefix + M, D)`,
+# [CLS, registers, patches] with absolute positions added.
+def embed_with_interpolation_flag(
+    backbone: PreTrainedModel, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None
+) -> torch.Tensor:
+    return backbone.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
+
+
+def embed_vit(
+    backbone: PreTrainedModel, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None
+) -> torch.Tensor:
+    # `ViTModel.forward` casts the pixels to the weights' dtype, not its embeddings, which are called directly here
+    pixel_values = pixel_values.to(backbone.embeddings.patch_embeddings.projection.weight.dtype)
+    return embed_with_interpolation_flag(backbone, pixel_values, interpolate_pos_encoding)
+
+
+def embed_always_interpolated(
+    backbone: PreTrainedModel, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None
+) -> torch.Tensor:
+    # DINOv2 / DINOv3 embeddings interpolate their position embeddings for any image size (no flag to pass)
+    return backbone.embeddings(pixel_values)
+
+
+def embed_then_pre_layernorm(
+    backbone: PreTrainedModel, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None
+) -> torch.Tensor:
+    # CLIP normalises the embedded tokens before the encoder (`pre_layrnorm`, transformers' spelling)
+    return backbone.pre_layrnorm(embed_with_interpolation_flag(backbone, pixel_values, interpolate_pos_encoding))
+
+
+# Tokens before the patches: `backbone_config -> count`.
+def cls_and_register_tokens(backbone_config: PreTrainedConfig) -> int:
+    return 1 + getattr(backbone_config, "num_register_tokens", 0)
+
+
+def no_prefix_tokens(backbone_config: PreTrainedConfig) -> int:
+    return 0
+
+
+@dataclass(frozen=True, eq=False)
+class BackboneFamily:
+    """How Prompt-CAM drives one backbone family (an entry of `BACKBONE_DRIVERS`), composed of small parts.
+
+    Attributes:
+        description: the transformers model and what sets the family apart.
+        modules: where its layers, norms and attention are ([`ModuleNames`]).
+        embed: its embedding step (pixels -> [CLS, registers, patches] tokens with absolute positions).
+        residuals: how its residual branches are scaled ([`ResidualStyle`]).
+        positions: absolute or rotary ([`PositionStyle`]).
+        prefix_tokens: how many tokens precede the patches (CLS and registers, or none).
+        needs_config_image_size: absolute position embeddings of the config's grid that are interpolated only with
+            `interpolate_pos_encoding=True`; otherwise any multiple of the patch size is accepted.
+        from_config_kwargs: passed to `AutoModel.from_config` when the model builds its backbone.
+
+    Calling a family with a backbone gives its [`BackboneDriver`] (as the classes of the former registry did).
     """
 
-    def __init__(self, backbone: PreTrainedModel):
+    description: str
+    modules: ModuleNames
+    embed: Callable[[PreTrainedModel, torch.Tensor, bool | None], torch.Tensor]
+    residuals: ResidualStyle
+    positions: PositionStyle = ABSOLUTE_POSITIONS
+    prefix_tokens: Callable[[PreTrainedConfig], int] = cls_and_register_tokens
+    needs_config_image_size: bool = False
+    from_config_kwargs: dict = field(default_factory=dict)
+
+    def build_backbone(self, backbone_config: PreTrainedConfig) -> PreTrainedModel:
+        return AutoModel.from_config(backbone_config, **self.from_config_kwargs)
+
+    def __call__(self, backbone: PreTrainedModel) -> BackboneDriver:
+        return BackboneDriver(backbone, self)
+
+
+class BackboneDriver:
+    """One backbone and the [`BackboneFamily`] that says how to drive it (`model.driver`): the accessors the forward
+    pass of Prompt-CAM is written over."""
+
+    def __init__(self, backbone: PreTrainedModel, family: BackboneFamily):
         self.backbone = backbone
         self.config = backbone.config
-
-    @classmethod
-    def build_backbone(cls, backbone_config) -> PreTrainedModel:
-        return AutoModel.from_config(backbone_config)
+        self.family = family
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Image-side tokens before the patches: CLS plus register tokens."""
-        return 1 + getattr(self.config, "num_register_tokens", 0)
+        """Image-side tokens before the patches: CLS plus register tokens (none for SigLIP)."""
+        return self.family.prefix_tokens(self.config)
 
     @property
     def patch_size(self) -> tuple[int, int]:
@@ -150,51 +526,7 @@ class PromptCamBackboneAdapter:
                 f"Image size {height}x{width} is not divisible by the backbone's patch size {patch_h}x{patch_w}; "
                 "resize the images to a multiple of the patch size (the saved image processor does this)."
             )
-
-    def layers(self) -> nn.ModuleList:
-        raise NotImplementedError
-
-    def final_layernorm(self) -> nn.Module:
-        return self.backbone.layernorm
-
-    def attention(self, layer: nn.Module) -> nn.Module:
-        return layer.attention
-
-    def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
-        """`(B, 3, H, W)` pixels -> `(B, prefix + M, D)` tokens [CLS, registers, patches] with positions added."""
-        raise NotImplementedError
-
-    def position_state(self, pixel_values: torch.Tensor):
-        """Per-forward positional state the attention needs (rotary tables); None for absolute position embeddings."""
-        return None
-
-    def rotate(self, states: torch.Tensor, position_state) -> torch.Tensor:
-        """Apply rotary position embeddings to the patch rows (the last M) of queries or keys `(B, heads, n, head_dim)`;
-        prefix rows (prompts, CLS, registers) are not rotated. Identity for absolute position embeddings."""
-        return states
-
-    def attention_norm(self, layer: nn.Module) -> nn.Module:
-        raise NotImplementedError
-
-    def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
-        """Residual branch after the attention output projection (before stochastic depth)."""
-        raise NotImplementedError
-
-    def mlp_branch(self, layer: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Residual branch of the MLP for `hidden_states` (before stochastic depth)."""
-        raise NotImplementedError
-
-
-class ViTAdapter(PromptCamBackboneAdapter):
-    """`ViTModel` (DINO ViT checkpoints, google/vit-*): pre-norm layers without layer scale."""
-
-    @classmethod
-    def build_backbone(cls, backbone_config) -> PreTrainedModel:
-        return AutoModel.from_config(backbone_config, add_pooling_layer=False)
-
-    def check_image_size(self, height: int, width: int, interpolate_pos_encoding: bool | None) -> None:
-        super().check_image_size(height, width, interpolate_pos_encoding)
-        if not interpolate_pos_encoding and (height, width) != self.image_size:
+        if self.family.needs_config_image_size and not interpolate_pos_encoding and (height, width) != self.image_size:
             raise ValueError(
                 f"Image size {height}x{width} does not match the ViT backbone's {self.image_size[0]}x"
                 f"{self.image_size[1]}; resize the images (the saved image processor does this) or pass "
@@ -202,120 +534,253 @@ class ViTAdapter(PromptCamBackboneAdapter):
             )
 
     def layers(self) -> nn.ModuleList:
-        return self.backbone.layers
-
-    def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
-        pixel_values = pixel_values.to(self.backbone.embeddings.patch_embeddings.projection.weight.dtype)
-        return self.backbone.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
-
-    def attention_norm(self, layer: nn.Module) -> nn.Module:
-        return layer.layernorm_before
-
-    def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
-        return layer.dropout(attention_output)
-
-    def mlp_branch(self, layer: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
-        return layer.dropout(layer.mlp(layer.layernorm_after(hidden_states)))
-
-
-class Dinov2Adapter(PromptCamBackboneAdapter):
-    """`Dinov2Model` and `Dinov2WithRegistersModel`: pre-norm layers with layer scale; registers follow CLS.
-
-    DINOv2 embeddings always interpolate their position embeddings, so any multiple of the patch size is accepted.
-    """
-
-    def layers(self) -> nn.ModuleList:
-        return self.backbone.encoder.layer
-
-    def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
-        return self.backbone.embeddings(pixel_values)
-
-    def attention_norm(self, layer: nn.Module) -> nn.Module:
-        return layer.norm1
-
-    def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
-        return layer.layer_scale1(attention_output)
-
-    def mlp_branch(self, layer: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
-        return layer.layer_scale2(layer.mlp(layer.norm2(hidden_states)))
-
-
-class Dinov3Adapter(Dinov2Adapter):
-    """`DINOv3ViTModel`: rotary position embeddings on the patch tokens only, registers after CLS, layer scale, MLP or
-    gated MLP. Prompts are prefix tokens, like CLS and the registers, so they are not rotated."""
-
-    def layers(self) -> nn.ModuleList:
-        return self.backbone.model.layer
+        return attrgetter(self.family.modules.layers)(self.backbone)
 
     def final_layernorm(self) -> nn.Module:
-        return self.backbone.norm
-
-    def position_state(self, pixel_values: torch.Tensor):
-        return self.backbone.rope_embeddings(pixel_values)  # (cos, sin), each (M, head_dim)
-
-    def rotate(self, states: torch.Tensor, position_state) -> torch.Tensor:
-        cos, sin = position_state
-        num_patches = sin.shape[-2]
-        prefix, patches = states.split((states.shape[-2] - num_patches, num_patches), dim=-2)
-        half = patches.shape[-1] // 2
-        rotated_half = torch.cat((-patches[..., half:], patches[..., :half]), dim=-1)
-        return torch.cat((prefix, patches * cos + rotated_half * sin), dim=-2)
-
-
-class ClipVisionAdapter(ViTAdapter):
-    """`CLIPVisionModel` (CLIP, OpenCLIP / BioCLIP towers converted to it): a LayerNorm before the encoder
-    (`pre_layrnorm`), quick-GELU MLPs, and `post_layernorm`, which CLIP applies to the token it pools, used here as
-    the final LayerNorm of the class prompts (the role the backbone's final norm has for ViT / DINOv2)."""
-
-    @classmethod
-    def build_backbone(cls, backbone_config) -> PreTrainedModel:
-        return AutoModel.from_config(backbone_config)
-
-    def layers(self) -> nn.ModuleList:
-        return self.backbone.encoder.layers
-
-    def final_layernorm(self) -> nn.Module:
-        return self.backbone.post_layernorm
+        """The norm before the scoring head (`post_layernorm` for CLIP / SigLIP: the norm of the pooled token)."""
+        return attrgetter(self.family.modules.final_norm)(self.backbone)
 
     def attention(self, layer: nn.Module) -> nn.Module:
-        return layer.self_attn
-
-    def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
-        embeddings = self.backbone.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
-        return self.backbone.pre_layrnorm(embeddings)
+        return attrgetter(self.family.modules.attention)(layer)
 
     def attention_norm(self, layer: nn.Module) -> nn.Module:
-        return layer.layer_norm1
-
-    def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
-        return attention_output
-
-    def mlp_branch(self, layer: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
-        return layer.mlp(layer.layer_norm2(hidden_states))
-
-
-class SiglipVisionAdapter(ClipVisionAdapter):
-    """`SiglipVisionModel`: no CLS token (every token is a patch) and no LayerNorm before the encoder; the prompts
-    read the patches directly. `post_layernorm` is the final LayerNorm; the attention-pooling head is not used."""
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        return 0
+        return attrgetter(self.family.modules.attention_norm)(layer)
 
     def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
-        return self.backbone.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
+        """`(B, 3, H, W)` pixels -> `(B, prefix + M, D)` tokens [CLS, registers, patches] with positions added."""
+        return self.family.embed(self.backbone, pixel_values, interpolate_pos_encoding)
+
+    def position_state(self, pixel_values: torch.Tensor) -> object:
+        """Per-forward positional state the attention needs (rotary tables); None for absolute position embeddings."""
+        return self.family.positions.state(self.backbone, pixel_values)
+
+    def rotate(self, states: torch.Tensor, position_state) -> torch.Tensor:
+        """Apply rotary position embeddings to the patch rows (the last M) of queries or keys `(B, heads, n, head_dim)`;
+        prefix rows (prompts, CLS, registers) are not rotated. Identity for absolute position embeddings."""
+        return self.family.positions.rotate(states, position_state)
+
+    def attention_branch(self, layer: nn.Module, attention_output: torch.Tensor) -> torch.Tensor:
+        """Residual branch after the attention output projection (before stochastic depth)."""
+        return self.family.residuals.attention(layer, attention_output)
+
+    def mlp_branch(self, layer: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Residual branch of the MLP for `hidden_states` (before stochastic depth)."""
+        mlp_norm = attrgetter(self.family.modules.mlp_norm)(layer)
+        return self.family.residuals.mlp(layer, layer.mlp(mlp_norm(hidden_states)))
 
 
-BACKBONE_ADAPTERS: dict[str, type[PromptCamBackboneAdapter]] = {
-    "vit": ViTAdapter,
-    "dinov2": Dinov2Adapter,
-    "dinov2_with_registers": Dinov2Adapter,
-    "dinov3_vit": Dinov3Adapter,
-    "clip_vision_model": ClipVisionAdapter,
-    "siglip_vision_model": SiglipVisionAdapter,
+_DINOV2 = BackboneFamily(
+    description="Dinov2Model / Dinov2WithRegistersModel: pre-norm layers with layer scale, registers after CLS; the "
+    "embeddings always interpolate their position embeddings",
+    modules=ModuleNames(
+        layers="encoder.layer", final_norm="layernorm", attention="attention", attention_norm="norm1", mlp_norm="norm2"
+    ),
+    embed=embed_always_interpolated,
+    residuals=LAYER_SCALE_RESIDUALS,
+)
+_VISION_TOWER_MODULES = ModuleNames(
+    layers="encoder.layers",
+    final_norm="post_layernorm",
+    attention="self_attn",
+    attention_norm="layer_norm1",
+    mlp_norm="layer_norm2",
+)
+
+# keyed by `model_type`, in the order of `configuration_promptcam.SUPPORTED_BACKBONE_TYPES` (a test ties the two)
+BACKBONE_DRIVERS: dict[str, BackboneFamily] = {
+    "vit": BackboneFamily(
+        description="ViTModel (DINO ViT checkpoints, google/vit-*), without its pooler: pre-norm layers, hidden "
+        "dropout on the residual branches",
+        modules=ModuleNames(
+            layers="layers",
+            final_norm="layernorm",
+            attention="attention",
+            attention_norm="layernorm_before",
+            mlp_norm="layernorm_after",
+        ),
+        embed=embed_vit,
+        residuals=DROPOUT_RESIDUALS,
+        needs_config_image_size=True,
+        from_config_kwargs={"add_pooling_layer": False},
+    ),
+    "dinov2": _DINOV2,
+    "dinov2_with_registers": _DINOV2,
+    "dinov3_vit": BackboneFamily(
+        description="DINOv3ViTModel: rotary position embeddings on the patch tokens only (prompts are prefix tokens, "
+        "like CLS and the registers, and are not rotated), registers after CLS, layer scale, MLP or gated MLP",
+        modules=ModuleNames(
+            layers="model.layer", final_norm="norm", attention="attention", attention_norm="norm1", mlp_norm="norm2"
+        ),
+        embed=embed_always_interpolated,
+        residuals=LAYER_SCALE_RESIDUALS,
+        positions=ROTARY_PATCH_POSITIONS,
+    ),
+    "clip_vision_model": BackboneFamily(
+        description="CLIPVisionModel (CLIP, OpenCLIP / BioCLIP towers converted to it): a LayerNorm before the "
+        "encoder (`pre_layrnorm`), quick-GELU MLPs, and `post_layernorm`, which CLIP applies to the token it pools, "
+        "as the final LayerNorm of the class prompts",
+        modules=_VISION_TOWER_MODULES,
+        embed=embed_then_pre_layernorm,
+        residuals=PLAIN_RESIDUALS,
+        needs_config_image_size=True,
+    ),
+    "siglip_vision_model": BackboneFamily(
+        description="SiglipVisionModel: no CLS token (every token is a patch) and no LayerNorm before the encoder; "
+        "`post_layernorm` is the final LayerNorm, the attention-pooling head is not used",
+        modules=_VISION_TOWER_MODULES,
+        embed=embed_with_interpolation_flag,
+        residuals=PLAIN_RESIDUALS,
+        prefix_tokens=no_prefix_tokens,
+        needs_config_image_size=True,
+    ),
 }
 
 
+def __getattr__(name: str):
+    # the registry's former name, from when "adapter" also meant the per-backbone driver
+    if name == "BACKBONE_ADAPTERS":
+        warnings.warn(
+            "BACKBONE_ADAPTERS is deprecated; use BACKBONE_DRIVERS (same registry).", DeprecationWarning, stacklevel=2
+        )
+        return BACKBONE_DRIVERS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ==================================================================================================== 5. input checks
+def _check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(
+            f"pixel_values must be a (batch, {num_channels}, height, width) tensor, got {shape}; add the batch "
+            "dimension with pixel_values[None] or use the image processor saved with the model."
+        )
+    if pixel_values.shape[1] != num_channels:
+        raise ValueError(
+            f"pixel_values has {pixel_values.shape[1]} channels but the backbone expects {num_channels}; convert "
+            "images to RGB first (the saved image processor does, for any PIL mode)."
+        )
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"pixel_values must be floating point (normalised), got {pixel_values.dtype}; use the image processor."
+        )
+
+
+def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> None:
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_labels):
+        raise ValueError(
+            f"{name} holds class indices outside [0, {num_labels}) (min {int(indices.min())}, max "
+            f"{int(indices.max())}); the model has num_labels={num_labels}."
+        )
+
+
+def _check_labels(labels: torch.Tensor, batch_size: int, num_labels: int) -> None:
+    if labels.shape != (batch_size,) or labels.is_floating_point():
+        raise ValueError(
+            f"labels must be integer class indices of shape ({batch_size},), got {labels.dtype} {tuple(labels.shape)}."
+        )
+    _check_class_indices("labels", labels, num_labels)
+
+
+def _check_trait_map_classes(trait_map_classes: torch.Tensor, batch_size: int, num_labels: int) -> None:
+    if trait_map_classes.ndim != 2 or trait_map_classes.shape[0] != batch_size:
+        raise ValueError(
+            f"trait_map_classes must have shape (batch_size={batch_size}, K), got {tuple(trait_map_classes.shape)}."
+        )
+    if trait_map_classes.is_floating_point():
+        raise ValueError(f"trait_map_classes must hold integer class indices, got {trait_map_classes.dtype}.")
+    _check_class_indices("trait_map_classes", trait_map_classes, num_labels)
+
+
+def _check_forward_options(
+    kwargs: dict, trait_map_classes: torch.Tensor | None, trait_map_top_k: int | None, num_labels: int
+) -> None:
+    """The keyword arguments of `forward` besides the tensors: nothing unknown, and a valid `trait_map_top_k`."""
+    if kwargs:
+        raise TypeError(
+            f"PromptCamForImageClassification.forward got unsupported arguments {sorted(kwargs)}; trait maps come "
+            "from output_trait_maps=True (per-layer attentions and hidden states are not returned)."
+        )
+    if trait_map_top_k is not None:
+        if trait_map_classes is not None:
+            raise ValueError("Give trait_map_classes or trait_map_top_k, not both.")
+        if not isinstance(trait_map_top_k, int) or not 1 <= trait_map_top_k <= num_labels:
+            raise ValueError(f"trait_map_top_k must be an integer in [1, {num_labels}], got {trait_map_top_k!r}.")
+
+
+def _check_blur(blur: str) -> None:
+    if blur not in BLUR_MODES:
+        raise ValueError(f"blur must be one of {BLUR_MODES}, got {blur!r}.")
+
+
+def _check_target_classes(target_classes: torch.Tensor, batch_size: int, num_labels: int) -> None:
+    if (
+        target_classes.is_floating_point()
+        or target_classes.ndim not in (1, 2)
+        or target_classes.shape[0] != batch_size
+    ):
+        raise ValueError(
+            f"target_classes must hold integer class indices of shape ({batch_size},) or ({batch_size}, K), got "
+            f"{target_classes.dtype} {tuple(target_classes.shape)}."
+        )
+    _check_class_indices("target_classes", target_classes, num_labels)
+
+
+# ==================================================================================================== 6. ranking
+def greedy_blur_order(
+    target_scores: Callable[[torch.Tensor], torch.Tensor], attended_heads: torch.Tensor, blurred_heads: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The greedy loop of the head ranking (paper section 2.3, the official code), batched over images and candidates.
+
+    Starting from no blurred head, each step tries blurring every remaining head and keeps blurred the one whose
+    blurring leaves the target score highest (the least important; ties go to the lower head index), until every
+    head is blurred.
+
+    Args:
+        target_scores: `(B, n, heads * head_dim)` per-head outputs of the target prompt (n candidate sets per image)
+            -> the target logit `(B, n)`.
+        attended_heads: `(B, heads, head_dim)` the target prompt's output of each head as computed.
+        blurred_heads: `(B, heads, head_dim)` the same, blurred (a [`BlurMode`]'s `blur_heads`).
+    Returns:
+        the blur order `(B, heads)` (least important first) and the target logit after each step `(B, heads)`.
+    """
+    batch, num_heads, head_dim = attended_heads.shape
+    device = attended_heads.device
+    images = torch.arange(batch, device=device)
+    blurred = torch.zeros(batch, num_heads, dtype=torch.bool, device=device)
+    candidates = torch.eye(num_heads, dtype=torch.bool, device=device)
+    blur_order, step_scores = [], []
+    for _ in range(num_heads):
+        masks = blurred[:, None, :] | candidates  # (B, candidate, head): blurred set if the candidate is added
+        heads = torch.where(masks[..., None], blurred_heads[:, None], attended_heads[:, None])
+        scores = target_scores(heads.reshape(batch, num_heads, num_heads * head_dim))
+        scores = scores.masked_fill(blurred, float("-inf"))
+        chosen = scores.argmax(dim=-1)  # the least important remaining head (first index on ties)
+        blurred[images, chosen] = True
+        blur_order.append(chosen)
+        step_scores.append(scores[images, chosen])
+    return torch.stack(blur_order, dim=1), torch.stack(step_scores, dim=1)
+
+
+def best_other_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The highest logit of a class other than the target, per image: `(B, C)`, `(B,)` -> `(B,)`."""
+    images = torch.arange(logits.shape[0], device=logits.device)
+    other_logits = logits.clone()
+    other_logits[images, targets] = float("-inf")
+    return other_logits.max(dim=-1).values
+
+
+def steps_until_misclassified(
+    initial_score: torch.Tensor, step_scores: torch.Tensor, best_other: torch.Tensor
+) -> int | None:
+    """How many heads were blurred when another class first scored strictly higher than the target (one image):
+    0 when the target is not the top class to begin with, None when it stays on top with every head blurred."""
+    if initial_score < best_other:
+        return 0
+    flipped = (step_scores < best_other).nonzero()
+    return int(flipped[0]) + 1 if len(flipped) else None
+
+
+# ==================================================================================================== 7. the model
 class PromptCamPromptHead(nn.Module):
     """Everything Prompt-CAM learns, in one module (prompt-only checkpoints and PEFT's `modules_to_save` use it).
 
@@ -375,12 +840,14 @@ class PromptCamPreTrainedModel(PreTrainedModel):
 
 class PromptCamForImageClassification(PromptCamPreTrainedModel):
     r"""
-    Prompt-CAM: a frozen ViT / DINOv2 backbone, one learned prompt per class (per layer in deep mode) and one shared
+    Prompt-CAM: a frozen Vision Transformer backbone (ViT / DINO, DINOv2 with or without registers, DINOv3, CLIP or
+    SigLIP vision tower; see `BACKBONE_DRIVERS`), one learned prompt per class (per layer in deep mode) and one shared
     scoring vector. The logit of class c is the shared head applied to the final-LayerNorm output of class c's prompt
     in the last layer; the trait maps are that prompt's last-layer attention over the patches, per head.
 
-    Token order in every layer is the official one, `[C prompts, CLS, (registers), patches]`, and every token attends to
-    every token. The backbone is frozen; `prompt_head` holds all trainable parameters.
+    Token order in every layer is the official one, `[C prompts, CLS, (registers), patches]` (SigLIP has no CLS), and
+    every token attends to every token. The backbone is frozen; `prompt_head` holds all trainable parameters;
+    `driver` ([`BackboneDriver`]) says where the backbone's modules are.
 
     Fast path (exact, not approximate): in deep mode the prompts of layers 1..L-1 do not depend on the image and their
     outputs are dropped, so only their keys and values are computed (once per batch); queries, attention rows and MLP
@@ -395,14 +862,24 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
 
     def __init__(self, config: PromptCamConfig):
         super().__init__(config)
-        adapter_class = BACKBONE_ADAPTERS[config.backbone_config.model_type]
-        self.backbone = adapter_class.build_backbone(config.backbone_config)
-        self.adapter = adapter_class(self.backbone)
+        family = BACKBONE_DRIVERS[config.backbone_config.model_type]
+        self.backbone = family.build_backbone(config.backbone_config)
+        self.driver = BackboneDriver(self.backbone, family)
         self.prompt_head = PromptCamPromptHead(config)
         self.backbone.requires_grad_(False)
         self.post_init()
 
-    # ----------------------------------------------------------------------------------------------- validation
+    @property
+    def adapter(self) -> BackboneDriver:
+        """Deprecated name of `driver` ("adapter" now means only the PEFT prompt checkpoint)."""
+        warnings.warn(
+            "PromptCamForImageClassification.adapter is deprecated; use model.driver (the same BackboneDriver).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.driver
+
+    # ----------------------------------------------------------------------------------------------- input checks
     def _check_inputs(
         self,
         pixel_values: torch.Tensor,
@@ -410,80 +887,36 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         trait_map_classes: torch.Tensor | None,
         interpolate_pos_encoding: bool | None,
     ) -> None:
-        num_channels = self.config.backbone_config.num_channels
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
-            shape = (
-                tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-            )
-            raise ValueError(
-                f"pixel_values must be a (batch, {num_channels}, height, width) tensor, got {shape}; add the batch "
-                "dimension with pixel_values[None] or use the image processor saved with the model."
-            )
-        if pixel_values.shape[1] != num_channels:
-            raise ValueError(
-                f"pixel_values has {pixel_values.shape[1]} channels but the backbone expects {num_channels}; convert "
-                "images to RGB first (the saved image processor does, for any PIL mode)."
-            )
-        if not pixel_values.is_floating_point():
-            raise ValueError(
-                f"pixel_values must be floating point (normalised), got {pixel_values.dtype}; use the image processor."
-            )
-        self.adapter.check_image_size(pixel_values.shape[2], pixel_values.shape[3], interpolate_pos_encoding)
+        _check_pixel_values(pixel_values, self.config.backbone_config.num_channels)
+        self.driver.check_image_size(pixel_values.shape[2], pixel_values.shape[3], interpolate_pos_encoding)
         batch_size, num_labels = pixel_values.shape[0], self.config.num_labels
         if labels is not None:
-            if labels.shape != (batch_size,) or labels.is_floating_point():
-                raise ValueError(
-                    f"labels must be integer class indices of shape ({batch_size},), got {labels.dtype} "
-                    f"{tuple(labels.shape)}."
-                )
-            _check_class_indices("labels", labels, num_labels)
+            _check_labels(labels, batch_size, num_labels)
         if trait_map_classes is not None:
-            if trait_map_classes.ndim != 2 or trait_map_classes.shape[0] != batch_size:
-                raise ValueError(
-                    f"trait_map_classes must have shape (batch_size={batch_size}, K), got {tuple(trait_map_classes.shape)}."
-                )
-            if trait_map_classes.is_floating_point():
-                raise ValueError(f"trait_map_classes must hold integer class indices, got {trait_map_classes.dtype}.")
-            _check_class_indices("trait_map_classes", trait_map_classes, num_labels)
+            _check_trait_map_classes(trait_map_classes, batch_size, num_labels)
 
-    # ----------------------------------------------------------------------------------------------- attention
-    def _split_heads(self, attention: nn.Module, projection: nn.Linear, states: torch.Tensor) -> torch.Tensor:
-        """`(b, n, D)` -> `(b, heads, n, head_dim)`."""
-        return projection(states).view(*states.shape[:-1], -1, attention.head_dim).transpose(1, 2)
-
+    # ----------------------------------------------------------------------------------------------- attention kernels
+    # The module functions of section 3 in this model's training mode. They stay methods so that a test can replace
+    # them on one model and see which ones a call runs.
     def _attend(
         self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     ) -> torch.Tensor:
-        """Attention without weights through the backbone's implementation. Returns `(B, n_query, heads * head_dim)`."""
-        implementation = attention.config._attn_implementation or "sdpa"
-        dropout = attention_dropout(attention) if self.training else 0.0
-        if implementation == "eager":
-            output, _ = self._attend_with_weights(attention, query, key, value)
-            return output
-        attention_interface = ALL_ATTENTION_FUNCTIONS[implementation]
-        output, _ = attention_interface(
-            attention, query, key, value, None, dropout=dropout, scaling=attention_scaling(attention)
-        )
-        return output.reshape(*output.shape[:2], -1)
+        return attend(attention, query, key, value, self.training)
 
     def _attend_with_weights(
         self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Explicit softmax attention. Returns `(B, n_query, heads * head_dim)` and weights `(B, heads, n_query, n_key)`."""
-        weights = self._attention_probabilities(attention, query, key)
-        dropped = nn.functional.dropout(weights, p=attention_dropout(attention), training=self.training)
-        output = torch.matmul(dropped, value).transpose(1, 2)
-        return output.reshape(*output.shape[:2], -1), weights
+        return attend_with_weights(attention, query, key, value, self.training)
 
-    def _attention_probabilities(self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        """Softmax over the keys (in float32, as the eager attention of transformers): `(B, heads, n_query, n_key)`."""
-        scores = torch.matmul(query, key.transpose(-1, -2)) * attention_scaling(attention)
-        return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    def _row_attention_weights(
+        self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        return row_attention_weights(attention, query, key, rows)
 
     def _residual(self, states: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         return states + drop_path(branch, self.config.drop_path_rate, self.training)
 
-    # ----------------------------------------------------------------------------------------------- layers
+    # ----------------------------------------------------------------------------------------------- fast path
     def _image_token_layer(
         self, layer: nn.Module, hidden_states: torch.Tensor, prompts: torch.Tensor | None, position_state=None
     ) -> torch.Tensor:
@@ -492,23 +925,23 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         The prompts' own outputs are not needed (they are dropped after the layer), so only their keys and values are
         computed, once for the whole batch. With `prompts=None` this is the plain layer over `hidden_states`.
         """
-        attention = self.adapter.attention(layer)
-        normed = self.adapter.attention_norm(layer)(hidden_states)
-        query = self._split_heads(attention, attention.q_proj, normed)
-        key = self._split_heads(attention, attention.k_proj, normed)
-        value = self._split_heads(attention, attention.v_proj, normed)
-        query = self.adapter.rotate(query, position_state)
-        key = self.adapter.rotate(key, position_state)
+        attention = self.driver.attention(layer)
+        normed = self.driver.attention_norm(layer)(hidden_states)
+        query = split_heads(attention, attention.q_proj, normed)
+        key = split_heads(attention, attention.k_proj, normed)
+        value = split_heads(attention, attention.v_proj, normed)
+        query = self.driver.rotate(query, position_state)
+        key = self.driver.rotate(key, position_state)
         if prompts is not None:
-            normed_prompts = self.adapter.attention_norm(layer)(prompts[None])
+            normed_prompts = self.driver.attention_norm(layer)(prompts[None])
             batch = hidden_states.shape[0]
-            prompt_key = self._split_heads(attention, attention.k_proj, normed_prompts).expand(batch, -1, -1, -1)
-            prompt_value = self._split_heads(attention, attention.v_proj, normed_prompts).expand(batch, -1, -1, -1)
+            prompt_key = split_heads(attention, attention.k_proj, normed_prompts).expand(batch, -1, -1, -1)
+            prompt_value = split_heads(attention, attention.v_proj, normed_prompts).expand(batch, -1, -1, -1)
             key = torch.cat((prompt_key, key), dim=2)
             value = torch.cat((prompt_value, value), dim=2)
         attended = attention_output(attention)(self._attend(attention, query, key, value))
-        hidden_states = self._residual(hidden_states, self.adapter.attention_branch(layer, attended))
-        return self._residual(hidden_states, self.adapter.mlp_branch(layer, hidden_states))
+        hidden_states = self._residual(hidden_states, self.driver.attention_branch(layer, attended))
+        return self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))
 
     def _last_layer_inputs(
         self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None
@@ -521,9 +954,9 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         """
         num_labels = self.config.num_labels
         prompts = self.prompt_head()
-        layers = self.adapter.layers()
-        hidden_states = self.adapter.embed(pixel_values, interpolate_pos_encoding)
-        position_state = self.adapter.position_state(pixel_values)
+        layers = self.driver.layers()
+        hidden_states = self.driver.embed(pixel_values, interpolate_pos_encoding)
+        position_state = self.driver.position_state(pixel_values)
         if self.config.prompt_mode == "deep":
             for layer, layer_prompts in zip(layers[:-1], prompts[:-1]):
                 hidden_states = self._image_token_layer(layer, hidden_states, layer_prompts, position_state)
@@ -540,16 +973,16 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries of the class prompts `(B, heads, C, head_dim)`; keys and values of all tokens
         `(B, heads, C + T, head_dim)`, in the official order [prompts, CLS, registers, patches]."""
-        attention = self.adapter.attention(layer)
+        attention = self.driver.attention(layer)
         batch = image_states.shape[0]
-        norm = self.adapter.attention_norm(layer)
+        norm = self.driver.attention_norm(layer)
         normed_prompts, normed_image = norm(prompt_states), norm(image_states)
 
         def heads(projection: nn.Linear, states: torch.Tensor) -> torch.Tensor:
-            return self._split_heads(attention, projection, states).expand(batch, -1, -1, -1)
+            return split_heads(attention, projection, states).expand(batch, -1, -1, -1)
 
         query = heads(attention.q_proj, normed_prompts)
-        image_keys = self.adapter.rotate(heads(attention.k_proj, normed_image), position_state)
+        image_keys = self.driver.rotate(heads(attention.k_proj, normed_image), position_state)
         key = torch.cat((heads(attention.k_proj, normed_prompts), image_keys), dim=2)
         value = torch.cat((heads(attention.v_proj, normed_prompts), heads(attention.v_proj, normed_image)), dim=2)
         return query, key, value
@@ -563,27 +996,49 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         Returns:
             logits `(B, n)`: output projection, residuals, MLP, the backbone's final LayerNorm, the shared head.
         """
-        projected = attention_output(self.adapter.attention(layer))(attended)
-        hidden_states = self._residual(prompt_states, self.adapter.attention_branch(layer, projected))
-        hidden_states = self._residual(hidden_states, self.adapter.mlp_branch(layer, hidden_states))
-        return self.prompt_head.score(self.adapter.final_layernorm()(hidden_states)).squeeze(-1)
+        projected = attention_output(self.driver.attention(layer))(attended)
+        hidden_states = self._residual(prompt_states, self.driver.attention_branch(layer, projected))
+        hidden_states = self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))
+        return self.prompt_head.score(self.driver.final_layernorm()(hidden_states)).squeeze(-1)
 
-    def _row_attention_weights(
-        self, attention: nn.Module, query: torch.Tensor, key: torch.Tensor, rows: torch.Tensor
-    ) -> torch.Tensor:
-        """Softmax attention weights `(B, heads, K, keys)` of the prompt rows `rows` `(B, K)` only."""
-        index = rows[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
-        return self._attention_probabilities(attention, torch.gather(query, 2, index), key)
+    def _last_layer(
+        self,
+        class_prompts: torch.Tensor,
+        image_states: torch.Tensor,
+        position_state,
+        all_trait_maps: bool,
+        trait_map_classes: torch.Tensor | None,
+        trait_map_top_k: int | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The last layer for the class prompts' rows.
+
+        Returns the logits `(B, C)`, the attention weights of the rows whose trait maps are asked for (`(B, heads, C,
+        keys)` with `all_trait_maps`, `(B, heads, K, keys)` for K classes per image, None without maps) and those K
+        classes `(B, K)` (the top-scoring ones with `trait_map_top_k`).
+        """
+        layer = self.driver.layers()[-1]
+        attention = self.driver.attention(layer)
+        query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
+        attention_weights = None
+        if all_trait_maps:
+            attended, attention_weights = self._attend_with_weights(attention, query, key, value)
+        else:
+            attended = self._attend(attention, query, key, value)
+        logits = self._prompt_logits(layer, class_prompts, attended)
+        if trait_map_top_k is not None:
+            trait_map_classes = logits.detach().topk(trait_map_top_k, dim=-1).indices
+        if trait_map_classes is not None:
+            attention_weights = self._row_attention_weights(attention, query, key, trait_map_classes)
+        return logits, attention_weights, trait_map_classes
 
     def _trait_maps(self, attention_weights: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """`(B, heads, K, keys)` weights -> patch keys only -> `(B, K, heads, grid_h, grid_w)` trait maps."""
-        patch_h, patch_w = self.adapter.patch_size
+        patch_h, patch_w = self.driver.patch_size
         grid = (image_size[0] // patch_h, image_size[1] // patch_w)
-        patch_weights = attention_weights[..., self.config.num_labels + self.adapter.num_prefix_tokens :]
+        patch_weights = attention_weights[..., self.config.num_labels + self.driver.num_prefix_tokens :]
         per_class = patch_weights.transpose(1, 2)
         return per_class.reshape(*per_class.shape[:3], *grid)
 
-    # ----------------------------------------------------------------------------------------------- forward
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -610,8 +1065,8 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
                 Maps for each image's K highest-scoring classes, in score order (implies `output_trait_maps`); the
                 chosen classes come back in `trait_map_classes`. Cannot be combined with `trait_map_classes`.
             interpolate_pos_encoding (`bool`, *optional*):
-                ViT backbones: interpolate the position embeddings for images of another size than the config's.
-                DINOv2 backbones always interpolate.
+                ViT, CLIP and SigLIP backbones: interpolate the position embeddings for images of another size than
+                the config's. DINOv2 and DINOv3 backbones take any multiple of the patch size.
             return_dict (`bool`, *optional*):
                 Return a tuple instead of a [`PromptCamImageClassifierOutput`] when `False`.
 
@@ -619,39 +1074,17 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             [`PromptCamImageClassifierOutput`]: `loss`, `logits` `(batch_size, num_labels)`, `trait_maps`.
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
-        if kwargs:
-            raise TypeError(
-                f"PromptCamForImageClassification.forward got unsupported arguments {sorted(kwargs)}; trait maps come "
-                "from output_trait_maps=True (per-layer attentions and hidden states are not returned)."
-            )
-        if trait_map_top_k is not None:
-            if trait_map_classes is not None:
-                raise ValueError("Give trait_map_classes or trait_map_top_k, not both.")
-            if not isinstance(trait_map_top_k, int) or not 1 <= trait_map_top_k <= self.config.num_labels:
-                raise ValueError(
-                    f"trait_map_top_k must be an integer in [1, {self.config.num_labels}], got {trait_map_top_k!r}."
-                )
-        output_trait_maps = output_trait_maps or trait_map_classes is not None or trait_map_top_k is not None
+        _check_forward_options(kwargs, trait_map_classes, trait_map_top_k, self.config.num_labels)
+        all_trait_maps = output_trait_maps and trait_map_classes is None and trait_map_top_k is None
         self._check_inputs(pixel_values, labels, trait_map_classes, interpolate_pos_encoding)
 
         class_prompts, image_states, position_state = self._last_layer_inputs(pixel_values, interpolate_pos_encoding)
-        layer = self.adapter.layers()[-1]
-        attention = self.adapter.attention(layer)
-        query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
-        attention_weights = None
-        if output_trait_maps and trait_map_classes is None and trait_map_top_k is None:
-            attended, attention_weights = self._attend_with_weights(attention, query, key, value)
-        else:
-            attended = self._attend(attention, query, key, value)
-        logits = self._prompt_logits(layer, class_prompts, attended)
-        if trait_map_top_k is not None:
-            trait_map_classes = logits.detach().topk(trait_map_top_k, dim=-1).indices
-        if trait_map_classes is not None:
-            attention_weights = self._row_attention_weights(attention, query, key, trait_map_classes)
+        logits, attention_weights, trait_map_classes = self._last_layer(
+            class_prompts, image_states, position_state, all_trait_maps, trait_map_classes, trait_map_top_k
+        )
         trait_maps = None
         if attention_weights is not None:
             trait_maps = self._trait_maps(attention_weights, pixel_values.shape[2:])
-
         loss = None
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config, num_items_in_batch=num_items_in_batch)
@@ -665,6 +1098,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
 
     # ----------------------------------------------------------------------------------------------- trait ranking
     @torch.no_grad()
+    @_document_choices
     def rank_traits(
         self,
         pixel_values: torch.Tensor,
@@ -689,33 +1123,22 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             target_classes (`torch.LongTensor` of shape `(batch_size,)` or `(batch_size, K)`, *optional*):
                 The class whose traits are ranked, per image (or K classes per image). Default: the predicted class.
             blur (`str`, *optional*, defaults to `"paper"`):
-                `"paper"`: the target's attention in a blurred head becomes 1/M over the M patches (0 on prompts, CLS,
-                registers). `"official"`: its pre-softmax logits are set to 0, i.e. uniform over all keys (what the
-                official code does). `"spatial"`: only where the head looks among the patches is blurred: its
-                attention mass on the patches is spread evenly over them, its attention to prompts, CLS and registers
-                is kept. A head that reads the class mostly from the CLS token then loses little when blurred and
-                ranks low, so the top-ranked heads are those whose trait map (the patch part) carries the evidence.
+                What the target prompt's attention in a blurred head becomes (one of `BLUR_MODES`; only the target's
+                row changes, so the other classes' scores are not affected):
+                {blur_modes}
             stop (`str` or `int`, *optional*, defaults to `"misclassified"`):
-                `"misclassified"` (paper): the top traits are the heads still unblurred when another class first
-                scores strictly higher than the target (at least one head; all heads if the target is not the top
-                class to begin with). An integer k: the k most important heads (the official code uses 4).
+                Which heads are the top traits (read by `parse_stop_rule`):
+                {stop_rules}
+            interpolate_pos_encoding (`bool`, *optional*): as in `forward`.
         Returns:
             one [`TraitRanking`] per image, or per image a list of K of them when `target_classes` is `(B, K)`.
         """
-        if blur not in BLUR_MODES:
-            raise ValueError(f"blur must be one of {BLUR_MODES}, got {blur!r}.")
-        num_heads = self.config.backbone_config.num_attention_heads
-        stop = parse_stop_rule(stop, num_heads)
+        _check_blur(blur)
+        stop = parse_stop_rule(stop, self.config.backbone_config.num_attention_heads)
         self._check_inputs(pixel_values, None, None, interpolate_pos_encoding)
         batch = pixel_values.shape[0]
-        targets = target_classes
-        if targets is not None:
-            if targets.is_floating_point() or targets.ndim not in (1, 2) or targets.shape[0] != batch:
-                raise ValueError(
-                    f"target_classes must hold integer class indices of shape ({batch},) or ({batch}, K), got "
-                    f"{targets.dtype} {tuple(targets.shape)}."
-                )
-            _check_class_indices("target_classes", targets, self.config.num_labels)
+        if target_classes is not None:
+            _check_target_classes(target_classes, batch, self.config.num_labels)
 
         was_training = self.training
         self.eval()
@@ -723,18 +1146,18 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             class_prompts, image_states, position_state = self._last_layer_inputs(
                 pixel_values, interpolate_pos_encoding
             )
-            layer = self.adapter.layers()[-1]
+            layer = self.driver.layers()[-1]
             query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
-            attention = self.adapter.attention(layer)
+            attention = self.driver.attention(layer)
             logits = self._prompt_logits(layer, class_prompts, self._attend(attention, query, key, value))
-            columns = logits.argmax(-1)[:, None] if targets is None else targets.reshape(batch, -1)
+            columns = logits.argmax(-1)[:, None] if target_classes is None else target_classes.reshape(batch, -1)
             rankings = [
                 self._greedy_head_ranking(layer, class_prompts, query, key, value, logits, columns[:, k], blur, stop)
                 for k in range(columns.shape[1])
             ]
         finally:
             self.train(was_training)
-        if targets is not None and targets.ndim == 2:
+        if target_classes is not None and target_classes.ndim == 2:
             return [[ranking[b] for ranking in rankings] for b in range(batch)]
         return rankings[0]
 
@@ -750,93 +1173,56 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         blur: str,
         stop: str | int,
     ) -> list[TraitRanking]:
-        """The greedy loop for one target class per image (`targets` `(B,)`), batched over images and candidates."""
-        attention = self.adapter.attention(layer)
-        batch, num_heads, _, head_dim = query.shape
+        """The ranking for one target class per image (`targets` `(B,)`): the target prompt's per-head outputs as
+        computed and as blurred, the greedy loop over them, and the stop rule."""
+        batch = query.shape[0]
         images = torch.arange(batch, device=query.device)
-        # the target prompt's attention output per head, as computed, and as blurred
-        weights = self._row_attention_weights(attention, query, key, targets[:, None])  # (B, heads, 1, keys)
+        weights = self._row_attention_weights(self.driver.attention(layer), query, key, targets[:, None])
         attended_heads = torch.matmul(weights, value)[:, :, 0]  # (B, heads, head_dim)
-        first_patch = self.config.num_labels + self.adapter.num_prefix_tokens
-        if blur == "spatial":
-            # keep the attention to prompts / CLS / registers; spread the patch mass evenly over the patches
-            kept = torch.matmul(weights[..., :first_patch], value[:, :, :first_patch])[:, :, 0]
-            patch_mass = weights[..., first_patch:].sum(dim=-1)  # (B, heads, 1)
-            blurred_heads = kept + patch_mass * value[:, :, first_patch:].mean(dim=2)
-        else:
-            blurred_keys = value[:, :, first_patch:] if blur == "paper" else value
-            blurred_heads = blurred_keys.mean(dim=2)  # uniform attention = the mean of the values it spreads over
+        first_patch = self.config.num_labels + self.driver.num_prefix_tokens
+        blurred_heads = BLUR_MODE_TABLE[blur].blur_heads(weights, value, first_patch)
         target_prompts = class_prompts.expand(batch, -1, -1)[images, targets][:, None]  # (B, 1, D)
 
-        other_logits = logits.clone()
-        other_logits[images, targets] = float("-inf")
-        best_other = other_logits.max(dim=-1).values
+        def target_scores(heads: torch.Tensor) -> torch.Tensor:
+            return self._prompt_logits(layer, target_prompts, heads)
+
+        blur_order, step_scores = greedy_blur_order(target_scores, attended_heads, blurred_heads)
         initial_scores = logits[images, targets]
-
-        blurred = torch.zeros(batch, num_heads, dtype=torch.bool, device=query.device)
-        candidates = torch.eye(num_heads, dtype=torch.bool, device=query.device)
-        blur_order, step_scores = [], []
-        for _ in range(num_heads):
-            masks = blurred[:, None, :] | candidates  # (B, candidate, head): blurred set if the candidate is added
-            heads = torch.where(masks[..., None], blurred_heads[:, None], attended_heads[:, None])
-            scores = self._prompt_logits(layer, target_prompts, heads.reshape(batch, num_heads, num_heads * head_dim))
-            scores = scores.masked_fill(blurred, float("-inf"))
-            chosen = scores.argmax(dim=-1)  # the least important remaining head (first index on ties)
-            blurred[images, chosen] = True
-            blur_order.append(chosen)
-            step_scores.append(scores[images, chosen])
-        blur_order = torch.stack(blur_order, dim=1).tolist()
-        step_scores = torch.stack(step_scores, dim=1)
-
-        results = []
-        for b in range(batch):
-            ranked_heads = blur_order[b][::-1]
-            scores = step_scores[b].tolist()
-            if initial_scores[b] < best_other[b]:
-                misclassified_after = 0
-            else:
-                flipped = (step_scores[b] < best_other[b]).nonzero()
-                misclassified_after = int(flipped[0]) + 1 if len(flipped) else None
-            if stop == "misclassified":
-                remaining = num_heads - misclassified_after if misclassified_after is not None else 0
-                top_traits = ranked_heads[: max(1, remaining)]
-            else:
-                top_traits = ranked_heads[:stop]
-            results.append(
+        best_other = best_other_scores(logits, targets)
+        top_traits = stop_rule_of(stop).top_traits
+        rankings = []
+        for b, order in enumerate(blur_order.tolist()):
+            ranked_heads = order[::-1]
+            misclassified_after = steps_until_misclassified(initial_scores[b], step_scores[b], best_other[b])
+            rankings.append(
                 TraitRanking(
                     target_class=int(targets[b]),
                     ranked_heads=ranked_heads,
-                    top_traits=top_traits,
-                    target_scores=scores,
+                    top_traits=top_traits(ranked_heads, misclassified_after, stop),
+                    target_scores=step_scores[b].tolist(),
                     initial_score=float(initial_scores[b]),
                     misclassified_after=misclassified_after,
                     blur=blur,
                     stop=stop,
                 )
             )
-        return results
+        return rankings
 
     # ----------------------------------------------------------------------------------------------- loading, saving
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, with a clear message when the checkpoint's prompts do not fit the config.
 
-        A stock ViT / DINOv2 checkpoint with `config=PromptCamConfig(...)` loads the backbone unchanged and initialises
-        the prompts and head.
+        A stock backbone checkpoint of a supported family (ViT, DINOv2, DINOv3, a CLIP / SigLIP vision tower or a full
+        CLIP / SigLIP model) with `config=PromptCamConfig(...)` loads the backbone unchanged and initialises the
+        prompts and head.
         """
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except RuntimeError as error:
             if "ignore_mismatched_sizes" not in str(error):
                 raise
-            config = kwargs.get("config")
-            classes = f"{config.num_labels} classes, " if isinstance(config, PromptCamConfig) else ""
-            raise RuntimeError(
-                f"The checkpoint at {pretrained_model_name_or_path!s} does not fit the config ({classes}see the load "
-                "report above for the shapes): its prompts were trained for another class count or prompt mode. To "
-                "start new prompts on the same backbone, pass ignore_mismatched_sizes=True: the backbone loads "
-                "unchanged and the mismatched prompts are re-initialised (they need training)."
-            ) from error
+            raise _mismatched_prompts_error(pretrained_model_name_or_path, kwargs.get("config")) from error
         # loading swaps in fresh parameter tensors, which would make the backbone trainable again
         loaded = model[0] if isinstance(model, tuple) else model  # (model, loading_info) with output_loading_info
         loaded.backbone.requires_grad_(False)
@@ -865,6 +1251,17 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             promptcam_image_processor(self.config).save_pretrained(save_directory)
 
 
+def _mismatched_prompts_error(pretrained_model_name_or_path, config) -> RuntimeError:
+    classes = f"{config.num_labels} classes, " if isinstance(config, PromptCamConfig) else ""
+    return RuntimeError(
+        f"The checkpoint at {pretrained_model_name_or_path!s} does not fit the config ({classes}see the load "
+        "report above for the shapes): its prompts were trained for another class count or prompt mode. To "
+        "start new prompts on the same backbone, pass ignore_mismatched_sizes=True: the backbone loads "
+        "unchanged and the mismatched prompts are re-initialised (they need training)."
+    )
+
+
+# ==================================================================================================== 8. preprocessing
 def promptcam_image_processor(config: PromptCamConfig, image_size: int | tuple[int, int] | None = None):
     """Prompt-CAM's evaluation preprocessing for `config`'s backbone (official test transform).
 
@@ -891,38 +1288,22 @@ def promptcam_image_processor(config: PromptCamConfig, image_size: int | tuple[i
     )
 
 
-def parse_stop_rule(value: str | int, num_heads: int | None = None) -> str | int:
-    """The one reader of the ranking's stop rule (model, pipeline, CLI, app, evaluation): `"misclassified"`, or a
-    number of heads k (an int, or its decimal text as a command line gives it) in `[1, num_heads]`.
-
-    Raises `ValueError` naming the allowed values."""
-    allowed = (
-        f"'misclassified' or an integer in [1, {num_heads}]" if num_heads else "'misclassified' or an integer >= 1"
-    )
-    if value == "misclassified":
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (num_heads and value > num_heads):
-        raise ValueError(f"stop must be {allowed}, got {value!r}.")
-    return value
-
-
 def _pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
 
-def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> None:
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_labels):
-        raise ValueError(
-            f"{name} holds class indices outside [0, {num_labels}) (min {int(indices.min())}, max "
-            f"{int(indices.max())}); the model has num_labels={num_labels}."
-        )
-
-
 __all__ = [
+    "BACKBONE_DRIVERS",
     "BLUR_MODES",
+    "BLUR_MODE_TABLE",
+    "STOP_RULES",
+    "BackboneDriver",
+    "BackboneFamily",
+    "BlurMode",
+    "StopRule",
     "parse_stop_rule",
+    "register_blur_mode",
+    "register_stop_rule",
     "TraitRanking",
     "PromptCamForImageClassification",
     "PromptCamImageClassifierOutput",

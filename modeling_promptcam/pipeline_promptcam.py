@@ -1,12 +1,11 @@
 """The `prompt-cam` pipeline: image classification that also returns each predicted class's trait maps.
 
-One of the remote-code files saved next to checkpoints: imports nothing beyond numpy, torch and transformers, and
+One of the remote-code files saved next to checkpoints: imports nothing beyond torch and transformers, and
 uses only the model's public API (`forward(..., trait_map_top_k=...)` and `rank_traits`).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from transformers import ImageClassificationPipeline
 
@@ -31,8 +30,11 @@ class PromptCamImageClassificationPipeline(ImageClassificationPipeline):
         rank_traits (`bool`, defaults to `False`): also rank the heads of each returned label (greedy head blurring,
             see `PromptCamForImageClassification.rank_traits`): adds `ranked_heads` (all heads, most important first),
             `top_traits` and `target_scores` (the label's logit after each greedy step).
-        blur (`"paper"` or `"official"`, defaults to `"paper"`) and stop (`"misclassified"` or an int, defaults to
-            `"misclassified"`): the ranking settings.
+        blur (`"paper"`, `"official"` or `"spatial"`, defaults to `"paper"`): what the target prompt's attention in a
+            blurred head becomes: uniform over the patches (the paper), uniform over all tokens (the official code), or
+            only its patch part spread evenly (see `BLUR_MODE_TABLE` in `modeling_promptcam.py`).
+        stop (`"misclassified"` or an int k, defaults to `"misclassified"`): the top traits are the heads still
+            unblurred when another class first scores higher (the paper), or the k most important heads.
     """
 
     def _sanitize_parameters(
@@ -74,14 +76,14 @@ class PromptCamImageClassificationPipeline(ImageClassificationPipeline):
         all_scores = super().postprocess(model_outputs, function_to_apply=function_to_apply, top_k=num_labels)
         score_of = {entry["label"]: entry["score"] for entry in all_scores}
         classes = model_outputs["trait_map_classes"][0].tolist()[:top_k]
-        maps = model_outputs["trait_maps"][0].to(torch.float32).numpy()
+        maps = model_outputs["trait_maps"][0].to(torch.float32)
         rankings = model_outputs["rankings"]
         if rankings is not None and rankings and isinstance(rankings[0], list):
             rankings = rankings[0]  # not unbatched by the pipeline loader (batch of one)
         results = []
         for index, class_index in enumerate(classes):
             label = self.model.config.id2label[class_index]
-            entry = {"label": label, "score": score_of[label], "trait_maps": np.ascontiguousarray(maps[index])}
+            entry = {"label": label, "score": score_of[label], "trait_maps": maps[index].contiguous().numpy()}
             if rankings is not None:
                 ranking = rankings[index]
                 entry.update(

@@ -8,7 +8,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_promptcam.training import TrainOptions, run_training  # noqa: E402
+from modeling_promptcam.training import SampleIdRecorder, TrainOptions, run_training  # noqa: E402
+from tests.training_helpers import EndOfTraining  # noqa: E402
 
 backbone, data_dir, output_dir, record_dir = sys.argv[1:5]
 options = TrainOptions(
@@ -22,15 +23,15 @@ options = TrainOptions(
     image_size=32,
     extra={"load_best_model_at_end": False},
 )
-summary = run_training(options, record_samples=True)
-trainer = summary["trainer"]
+recorder, end = SampleIdRecorder(), EndOfTraining()
+run_training(options, callbacks=[recorder, end])
 rank = int(os.environ.get("RANK", 0))
-prompts = trainer.model.prompt_head.prompt_embeddings.detach()
+prompts = end.model.prompt_head.prompt_embeddings.detach()
 record = {
     "rank": rank,
     "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
     "backend": torch.distributed.get_backend_config() if torch.distributed.is_initialized() else None,
-    "seen_sample_ids": trainer.data_collator.seen_sample_ids,
+    "seen_sample_ids": recorder.seen_sample_ids,
     "prompts": prompts.flatten().tolist(),
 }
 with open(os.path.join(record_dir, f"rank{rank}.json"), "w") as handle:

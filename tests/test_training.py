@@ -19,7 +19,7 @@ from modeling_promptcam import PromptCamForImageClassification
 from modeling_promptcam.cli import main as cli_main
 from modeling_promptcam.data import DataError, check_image_folder, to_rgb
 from modeling_promptcam.training import TrainOptions, last_complete_checkpoint, run_training
-from tests.training_helpers import CLASS_COLOURS, write_image_folder, write_tiny_backbone
+from tests.training_helpers import CLASS_COLOURS, EndOfTraining, write_image_folder, write_tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(epochs=4, warmup_epochs=1, batch_size=8, learning_rate=0.05, image_size=32)
@@ -125,16 +125,18 @@ def test_interrupted_and_resumed_run_ends_with_the_same_prompts(workspace, tmp_p
             if round(state.epoch) == 2:
                 control.should_training_stop = True
 
-    interrupted = run_training(options(workspace, tmp_path / "resumed", **no_best), callbacks=[StopAfterTwoEpochs()])
-    assert interrupted["trainer"].state.epoch == pytest.approx(2.0)
+    interrupted = EndOfTraining()
+    run_training(options(workspace, tmp_path / "resumed", **no_best), callbacks=[StopAfterTwoEpochs(), interrupted])
+    assert interrupted.state.epoch == pytest.approx(2.0)
     checkpoint = last_complete_checkpoint(str(tmp_path / "resumed"))
     assert checkpoint.endswith("checkpoint-14")
     # a checkpoint whose trainer state was never written (killed while saving) is not resumed from
     (tmp_path / "resumed" / "checkpoint-99").mkdir()
     assert last_complete_checkpoint(str(tmp_path / "resumed")) == checkpoint
 
-    resumed = run_training(options(workspace, tmp_path / "resumed", resume=True, **no_best))
-    assert resumed["trainer"].state.epoch == pytest.approx(4.0)
+    resumed = EndOfTraining()
+    run_training(options(workspace, tmp_path / "resumed", resume=True, **no_best), callbacks=[resumed])
+    assert resumed.state.epoch == pytest.approx(4.0)
     torch.testing.assert_close(
         final_prompts(tmp_path / "resumed"), final_prompts(tmp_path / "straight"), atol=1e-5, rtol=0
     )
@@ -147,8 +149,9 @@ def test_prompt_only_adapter_round_trip_and_merge(workspace, tmp_path):
 
     from modeling_promptcam import load_prompt_adapter, merge_prompt_adapter
 
-    summary = run_training(options(workspace, tmp_path / "run", save_prompts_only=True))
-    trained = summary["trainer"].model
+    end = EndOfTraining()
+    run_training(options(workspace, tmp_path / "run", save_prompts_only=True), callbacks=[end])
+    trained = end.model
     final = tmp_path / "run" / "final"
     files = set(os.listdir(final))
     assert {"adapter_config.json", "adapter_model.safetensors", "promptcam_config.json", "README.md"} <= files

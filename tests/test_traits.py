@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_promptcam.convert import convert_official_checkpoint
+from modeling_promptcam.modeling_promptcam import BLUR_MODES
 from tests.helpers import FAMILIES, IMAGE_SIZE, naive_rank_traits, straightforward_forward, tiny_model
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
@@ -30,7 +31,7 @@ def test_official_blur_reproduces_the_official_greedy_order(name):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("blur", ["paper", "official", "spatial"])
+@pytest.mark.parametrize("blur", BLUR_MODES)  # every registered mode against the naive oracle
 @pytest.mark.parametrize("prompt_mode", ["deep", "shallow"])
 def test_fast_ranking_equals_naive_loop_of_full_forwards(family, blur, prompt_mode):
     model = tiny_model(family, prompt_mode=prompt_mode, seed=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
-from transformers import ViTModel
+from transformers import TrainerCallback, ViTModel
 
 from tests.helpers import randomize_, tiny_backbone_config
 
@@ -32,3 +32,14 @@ def write_tiny_backbone(folder, seed: int = 0):
     backbone = randomize_(ViTModel(tiny_backbone_config("vit")), seed)
     backbone.save_pretrained(folder)
     return folder
+
+
+class EndOfTraining(TrainerCallback):
+    """Observes a run the way a user would: the trainer state and the trained model when training ends."""
+
+    def __init__(self):
+        self.state = None
+        self.model = None
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.state, self.model = state, model

@@ -29,7 +29,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..data.images import IMAGE_EXTENSIONS, to_rgb
 from ..explain.explanation import Explanation, explain_image, resolve_class
-from ..modeling_promptcam import BLUR_MODES, PromptCamForImageClassification, promptcam_image_processor
+from ..modeling_promptcam import (
+    BLUR_MODE_TABLE,
+    BLUR_MODES,
+    PromptCamForImageClassification,
+    promptcam_image_processor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +47,8 @@ GALLERY_IMAGES = 4
 EXAMPLES_PER_CLASS = 2  # in the Explain tab's examples table (the class gallery uses all of a class's images)
 QUEUE_SIZE = 32  # requests waiting beyond this many get a "queue is full" message instead of piling up
 STOP_MISCLASSIFIED, STOP_NUMBER = "misclassified", "number"
-BLUR_LABELS = {  # what a blurred head's attention becomes (modeling_promptcam.rank_traits)
-    "paper": "paper (uniform over patches)",
-    "official": "official code (uniform over all tokens)",
-    "spatial": "spatial (only the patch part spread evenly)",
-}
+# what a blurred head's attention becomes, from the model's table of blur modes (modeling_promptcam.rank_traits)
+BLUR_LABELS = {mode.name: f"{mode.name}: {mode.description}" for mode in BLUR_MODE_TABLE.values()}
 
 
 class InputError(ValueError):

@@ -65,15 +65,15 @@ def batch_transform(transform, image_column: str = "image", label_column: str = 
 
 
 class PromptCamCollator:
-    """Stacks examples into a batch. With `record=True` it also keeps the sample ids of every batch it builds (in
-    this process), which shows how data parallelism split the data."""
+    """Stacks examples into a batch of `pixel_values` and `labels`. The `sample_id` column stays out of the batch (the
+    model takes no such input); `observers` (objects with `on_batch_collated(examples)`, e.g.
+    `training.callbacks.SampleIdRecorder`) see the examples of each batch first."""
 
-    def __init__(self, record: bool = False):
-        self.record = record
-        self.seen_sample_ids: list[int] = []
+    def __init__(self, observers: tuple = ()):
+        self.observers = tuple(observers)
 
     def __call__(self, examples: list[dict]) -> dict:
-        if self.record:
-            self.seen_sample_ids += [int(example[SAMPLE_ID]) for example in examples if SAMPLE_ID in example]
+        for observer in self.observers:
+            observer.on_batch_collated(examples)
         labels = torch.tensor([int(example["labels"]) for example in examples], dtype=torch.long)
         return {"pixel_values": torch.stack([example["pixel_values"] for example in examples]), "labels": labels}

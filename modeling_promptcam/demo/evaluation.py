@@ -62,7 +62,7 @@ def evaluate_traits(
     if unknown:
         raise ValueError(f"{data_dir} has classes the model does not know: {unknown[:5]}.")
     model.eval()
-    prefix = model.adapter.num_prefix_tokens
+    prefix = model.driver.num_prefix_tokens
     results = []
     for start in tqdm(range(0, len(paths), batch_size), desc="Evaluating traits", disable=not progress):
         batch = paths[start : start + batch_size]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..modeling_promptcam import BACKBONE_ADAPTERS, PromptCamForImageClassification
+from ..modeling_promptcam import BACKBONE_DRIVERS, PromptCamForImageClassification
 from .metrics import _check_pixel_values, _check_targets, _logits, to_image_resolution
 
 HEADS_CHOICES = ("top", "all")
@@ -105,13 +105,13 @@ class _ViTParts:
 
 def _vit_parts(backbone: PreTrainedModel) -> _ViTParts:
     model_type = getattr(backbone.config, "model_type", None)
-    if model_type not in BACKBONE_ADAPTERS:
+    if model_type not in BACKBONE_DRIVERS:
         raise ValueError(
             f"Unsupported backbone {type(backbone).__name__} (model_type {model_type!r}); the saliency baselines "
-            f"support {', '.join(BACKBONE_ADAPTERS)}."
+            f"support {', '.join(BACKBONE_DRIVERS)}."
         )
-    adapter = BACKBONE_ADAPTERS[model_type](backbone)
-    return _ViTParts(adapter.attention_norm(adapter.layers()[-1]), adapter.num_prefix_tokens, adapter.patch_size)
+    driver = BACKBONE_DRIVERS[model_type](backbone)
+    return _ViTParts(driver.attention_norm(driver.layers()[-1]), driver.num_prefix_tokens, driver.patch_size)
 
 
 def cam_target_layer(backbone: PreTrainedModel) -> nn.Module:

@@ -4,6 +4,7 @@ and its callbacks, prompt-only (PEFT) adapters, and what goes to the Hub.
 
 from .adapters import load_prompt_adapter, merge_prompt_adapter, save_prompt_adapter, wrap_for_prompt_training
 from .backbone import BACKBONE_KEY_MAPPING, build_model
+from .callbacks import CollationObserver, SampleIdRecorder, TrainerCheckpointFormat
 from .hub import model_card, push_folder, write_model_card
 from .options import TrainOptions
 from .recipe import Recipe, hub_config_dir, load_preset, preset_names
@@ -19,7 +20,10 @@ from .trainer import (
 
 __all__ = [
     "BACKBONE_KEY_MAPPING",
+    "CollationObserver",
     "Recipe",
+    "SampleIdRecorder",
+    "TrainerCheckpointFormat",
     "SUMMARY_FILE",
     "TRAINER_STATE",
     "TrainOptions",

@@ -20,6 +20,7 @@ from ..data.transforms import EvalTransform, PromptCamCollator, TrainTransform, 
 from ..files import write_atomically
 from ..modeling_promptcam import promptcam_image_processor
 from .backbone import build_model
+from .callbacks import CollationObserver, TrainerCheckpointFormat
 from .options import TrainOptions
 
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is incomplete
@@ -68,8 +69,14 @@ def check_output_dir(options: TrainOptions, is_main_process: bool = True) -> str
     return None
 
 
-def run_training(options: TrainOptions, callbacks: list | None = None, record_samples: bool = False) -> dict:
+def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
     """Train, evaluate each epoch, keep the best checkpoint on the validation split, write the final folder.
+
+    Args:
+        options: what to train on and how ([`TrainOptions`]).
+        callbacks: further `TrainerCallback`s, added after the package's own ([`TrainerCheckpointFormat`]): to watch
+            or steer the run, e.g. [`SampleIdRecorder`], or one of your own that reads `state` and `model` in
+            `on_train_end`; a [`CollationObserver`] also sees each training batch as it is collated.
 
     Returns a summary (also written to `training_summary.json`): metrics, recipe, data sizes, output paths.
     """
@@ -138,13 +145,13 @@ def run_training(options: TrainOptions, callbacks: list | None = None, record_sa
     if has_validation:
         dataset["validation"] = dataset["validation"].with_transform(batch_transform(EvalTransform(image_processor)))
 
-    model.save_in_original_format = False  # for the Trainer's own checkpoints; the final folder is portable
     if options.save_prompts_only:
         from .adapters import wrap_for_prompt_training
 
         model = wrap_for_prompt_training(model, backbone=options.backbone)
 
-    collator = PromptCamCollator(record=record_samples)
+    callbacks = list(callbacks or [])
+    collator = PromptCamCollator(observers=[c for c in callbacks if isinstance(c, CollationObserver)])
     trainer = Trainer(
         model=model,
         args=arguments,
@@ -153,7 +160,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None, record_sa
         data_collator=collator,
         compute_metrics=accuracy_metric,
         processing_class=image_processor,
-        callbacks=callbacks,
+        callbacks=[TrainerCheckpointFormat(), *callbacks],
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = trainer.evaluate() if has_validation else {}
@@ -172,8 +179,6 @@ def run_training(options: TrainOptions, callbacks: list | None = None, record_sa
         "world_size": arguments.world_size,
         "prompts_only": options.save_prompts_only,
     }
-    unwrapped = trainer.model.get_base_model() if hasattr(trainer.model, "peft_config") else trainer.model
-    unwrapped.save_in_original_format = True
     if trainer.is_world_process_zero():
         final_dir = os.path.join(options.output_dir, "final")
         save_final(trainer.model, image_processor, final_dir, summary)
@@ -184,7 +189,6 @@ def run_training(options: TrainOptions, callbacks: list | None = None, record_sa
 
             summary["hub_url"] = push_folder(final_dir, options.push_to_hub)
     trainer.accelerator.wait_for_everyone()
-    summary["trainer"] = trainer
     return summary
 
 
