@@ -1,4 +1,5 @@
-"""Writing files so that a reader never sees a half-written one."""
+"""Files and folders: writing a file so that a reader never sees a half-written one, and the checks on the folders the
+commands read and write (a saved model folder; an output folder that must be new or empty), one rule each."""
 
 from __future__ import annotations
 
@@ -15,3 +16,16 @@ def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
         with open(temporary, "wb") as handle:
             handle.write(data)
     os.replace(temporary, path)
+
+
+def check_model_folder(path: str | os.PathLike) -> None:
+    """Raise `FileNotFoundError` unless `path` is a folder written by `save_pretrained` (it holds a `config.json`)."""
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise FileNotFoundError(f"{path} is not a saved Prompt-CAM model folder (no config.json).")
+
+
+def check_output_folder(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Raise `FileExistsError` when `path` is a folder that holds files and `overwrite` is False: a converter never
+    mixes its files with someone else's."""
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise FileExistsError(f"{path} exists and is not empty; choose a new folder or pass --overwrite.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..folders import check_model_folder
+from ..files import check_model_folder
 from .options import AppOptions
 
 

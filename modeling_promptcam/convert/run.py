@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..folders import check_output_folder
+from ..files import check_output_folder
 from ..modeling_promptcam import PromptCamForImageClassification
 from .options import BACKBONE_KINDS, BackboneOptions, ConvertOptions
 

@@ -10,8 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..data.images import to_rgb
-from ..files import write_atomically
-from ..folders import check_model_folder
+from ..files import check_model_folder, write_atomically
 from .explanation import Explanation, explain_image, resolve_class
 from .options import ExplainOptions
 
