@@ -1,7 +1,8 @@
-"""Writing files so that a reader never sees a half-written one."""
+"""Writing files so that a reader never sees a half-written one: the package's one way to write a file atomically."""
 
 from __future__ import annotations
 
+import json
 import os
 
 
@@ -15,3 +16,11 @@ def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
         with open(temporary, "wb") as handle:
             handle.write(data)
     os.replace(temporary, path)
+
+
+def write_json_atomically(path: str | os.PathLike, data, indent: int = 2) -> None:
+    """`data` as JSON (UTF-8, indented by `indent`, ending in a newline), written atomically."""
+    write_atomically(path, json.dumps(data, indent=indent) + "\n")
+
+
+__all__ = ["write_atomically", "write_json_atomically"]

@@ -300,7 +300,7 @@ def test_promptcam_saliency_averages_the_chosen_heads():
     for b in range(2):
         torch.testing.assert_close(two[b], maps[b, rankings[b].ranked_heads[:2]].mean(0))
     assert promptcam_saliency(model, pixel_values, targets).shape == (2, IMAGE_SIZE, IMAGE_SIZE)
-    with pytest.raises(ValueError, match="heads must be 'top', 'all' or an integer"):
+    with pytest.raises(ValueError, match=r"heads must be 'top' or 'all' or a number of heads in \[1, 4\], got 9"):
         promptcam_saliency(model, pixel_values, targets, heads=9)
     with pytest.raises(ValueError, match=r"target_classes must lie in \[0, 4\)"):
         promptcam_saliency(model, pixel_values, torch.tensor([1, 7]))

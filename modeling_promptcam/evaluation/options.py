@@ -12,8 +12,11 @@ from .metrics import (
     DEFAULT_DELETION_VALUE,
     DEFAULT_STEPS,
 )
+from .saliency import SALIENCY_METHODS
 
-METHODS = ("prompt-cam", "grad-cam", "layer-cam", "eigen-cam", "attention-rollout")
+# the methods compared, in table order: the names of the registry (a method registered later is accepted by
+# `run_faithfulness` too; this tuple is the default and the CLI's choices)
+METHODS = tuple(SALIENCY_METHODS)
 
 
 TARGETS = ("true", "predicted")
