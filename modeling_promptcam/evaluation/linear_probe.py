@@ -44,7 +44,7 @@ class LinearProbeForImageClassification(nn.Module):
 
     `forward(pixel_values) -> logits (B, num_labels)`. The backbone's parameters do not require gradients, but the
     forward pass is differentiable with respect to `pixel_values` and to the backbone's activations, which is what
-    Grad-CAM and Layer-CAM need (see [`modeling_promptcam.faithfulness.grad_cam`]). The backbone module may be shared
+    Grad-CAM and Layer-CAM need (see [`modeling_promptcam.evaluation.grad_cam`]). The backbone module may be shared
     with a Prompt-CAM model (`model.backbone`): the probe does not change it.
     """
 
