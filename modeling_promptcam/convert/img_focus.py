@@ -102,8 +102,7 @@ def dinov2_from_onnx(onnx_model) -> tuple[Dinov2Config, dict[str, torch.Tensor]]
     Returns:
         the architecture read off the weight shapes, and the state dict in transformers 5.x `Dinov2Model` names.
     """
-    from onnx import numpy_helper
-
+    numpy_helper = _require("onnx.numpy_helper")
     graph = _load_graph(onnx_model).graph
     arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     state: dict[str, np.ndarray] = {}
