@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -34,8 +33,7 @@ from modeling_promptcam.evaluation import (
 from modeling_promptcam.evaluation.options import METHODS as OPTION_METHODS
 from modeling_promptcam.modeling_promptcam import PromptCamForImageClassification
 from tests.helpers import IMAGE_SIZE, tiny_model
-
-CLASSES = ["001.Red_bird", "002.Blue_bird", "003.Green_bird"]
+from tests.test_faithfulness import save_model_of_the_classes, write_image_folder
 
 
 def test_methods_are_the_registry_in_table_order():
@@ -106,38 +104,21 @@ class WrongShape(SaliencyMethod):
         return SaliencyMaps(torch.zeros(pixel_values.shape[0], 4, 4), None)
 
 
-def _write_image_folder(root):
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 4), ("val", 2)):
-        for index, class_name in enumerate(CLASSES):
-            folder = root / split / class_name
-            folder.mkdir(parents=True)
-            for k in range(count):
-                pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-                pixels[..., index] = 255
-                Image.fromarray(pixels).save(folder / f"img{k}.png")
-                if split == "val":
-                    mask = np.zeros((40, 48), dtype=np.uint8)
-                    mask[15:25, 18:30] = 1  # any value above the threshold (0) is region
-                    (root / "masks" / split / class_name).mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(mask, mode="L").save(root / "masks" / split / class_name / f"img{k}.png")
+def _image_folder(root):
+    """Two val images per class, both with a mask of value 1 (any value above the threshold is region) around the
+    image centre."""
+    write_image_folder(root, val_images=2, masked_val_images=2, mask_box=(15, 25, 18, 30), mask_value=1)
+    return root
 
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("promptcam")
-    model = tiny_model("vit", num_labels=3)
-    names = [name.split(".", 1)[1] for name in CLASSES]
-    model.config.id2label = dict(enumerate(names))
-    model.config.label2id = {name: i for i, name in enumerate(names)}
-    model.save_pretrained(folder)
-    return folder
+    return save_model_of_the_classes(tmp_path_factory.mktemp("promptcam"))
 
 
 def test_a_method_registered_in_the_table_is_evaluated_by_run_faithfulness(saved_model, tmp_path, monkeypatch):
     monkeypatch.setitem(SALIENCY_METHODS, CentreBias.name, CentreBias())
-    data = tmp_path / "data"
-    _write_image_folder(data)
+    data = _image_folder(tmp_path / "data")
     options = FaithfulnessOptions(
         model=str(saved_model),
         data=str(data),
@@ -182,8 +163,7 @@ def test_a_method_registered_in_the_table_is_evaluated_by_run_faithfulness(saved
 
 
 def test_unregistered_methods_and_maps_of_the_wrong_shape_are_refused(saved_model, tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    _write_image_folder(data)
+    data = _image_folder(tmp_path / "data")
     options = FaithfulnessOptions(model=str(saved_model), data=str(data), output_dir=str(tmp_path / "o"), steps=2)
     options.methods, options.progress = ("centre-bias",), False
     with pytest.raises(ValueError, match="methods must be a non-empty subset of prompt-cam, grad-cam"):
@@ -203,8 +183,7 @@ def test_the_heads_rule_has_one_reader(saved_model, tmp_path):
     with pytest.raises(ValueError, match="a number of heads >= 1, got 0"):
         parse_heads(0)
     # the faithfulness run checks heads and stop up front with the same readers (the model's stop rule)
-    data = tmp_path / "data"
-    _write_image_folder(data)
+    data = _image_folder(tmp_path / "data")
     for heads, stop, message in (
         (9, "misclassified", r"heads must be 'top' or 'all' or a number of heads in \[1, 4\], got 9"),
         ("top", 7, r"stop must be 'misclassified' or an integer in \[1, 4\], got 7"),

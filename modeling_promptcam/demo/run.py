@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..data.synthetic import DATASET_FILE, generate_dataset
-from ..files import write_atomically
+from ..files import write_json_atomically
 from ..modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
 from .evaluation import evaluate_traits, per_class_summary, summarize
 from .options import DemoOptions
@@ -154,7 +154,7 @@ def run_demo(options: DemoOptions) -> dict:
     timings["evaluation_s"] = time.perf_counter() - started - timings["setup_s"] - timings["training_s"]
     summary["timings"] = {key: round(value, 1) for key, value in timings.items()}
     summary["timings"]["total_s"] = round(time.perf_counter() - started, 1)
-    write_atomically(os.path.join(options.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    write_json_atomically(os.path.join(options.output_dir, SUMMARY_FILE), summary)
     return summary
 
 
