@@ -1,8 +1,10 @@
-"""Files and folders: writing a file so that a reader never sees a half-written one, and the checks on the folders the
-commands read and write (a saved model folder; an output folder that must be new or empty), one rule each."""
+"""Files and folders: writing a file so that a reader never sees a half-written one (the package's one way to write a
+file atomically), and the checks on the folders the commands read and write (a saved model folder; an output folder
+that must be new or empty), one rule each."""
 
 from __future__ import annotations
 
+import json
 import os
 
 
@@ -29,3 +31,11 @@ def check_output_folder(path: str | os.PathLike, overwrite: bool = False) -> Non
     mixes its files with someone else's."""
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         raise FileExistsError(f"{path} exists and is not empty; choose a new folder or pass --overwrite.")
+
+
+def write_json_atomically(path: str | os.PathLike, data, indent: int = 2) -> None:
+    """`data` as JSON (UTF-8, indented by `indent`, ending in a newline), written atomically."""
+    write_atomically(path, json.dumps(data, indent=indent) + "\n")
+
+
+__all__ = ["write_atomically", "write_json_atomically"]

@@ -14,7 +14,7 @@ from transformers import Dinov2Config, Dinov2Model
 
 from modeling_promptcam import cli
 from modeling_promptcam.data import CLASSES
-from modeling_promptcam.demo import DemoOptions, evaluate_traits, run_demo, summarize
+from modeling_promptcam.demo import DemoOptions, evaluate_traits, run_demo, summarize, write_report
 from modeling_promptcam.modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
 
 IMAGE_SIZE = 112  # an 8 x 8 patch grid with patch 14
@@ -102,6 +102,33 @@ def test_summary_figures_are_recomputed_from_the_saved_model(finished_demo):
         assert result.ranked_heads[0] in range(model.config.backbone_config.num_attention_heads)
         assert result.trait_maps.shape == (2, IMAGE_SIZE // 14, IMAGE_SIZE // 14)
         assert np.isclose(result.probabilities.sum(), 1.0, atol=1e-5)
+
+
+def test_the_report_explains_its_misclassification_with_the_demo_ranking(finished_demo, tmp_path, monkeypatch):
+    """The report's misclassification (or closest call) is ranked with the demo's blur and stop rule, the settings
+    its localisation figures used ("spatial" by default), not with another."""
+    from modeling_promptcam.explain import explanation as explanation_module
+
+    _, options, summary = finished_demo
+    assert options.blur == summary["settings"]["blur"] == "spatial"
+    model = PromptCamForImageClassification.from_pretrained(summary["model_dir"]).eval()
+    processor = promptcam_image_processor(model.config, image_size=IMAGE_SIZE)
+    results = evaluate_traits(model, processor, summary["data_dir"], blur=options.blur, progress=False)
+    real_explain_image, rankings = explanation_module.explain_image, []
+
+    def recording_explain_image(*args, **kwargs):
+        explanation = real_explain_image(*args, **kwargs)
+        rankings.append(explanation.predicted.ranking)
+        return explanation
+
+    monkeypatch.setattr(explanation_module, "explain_image", recording_explain_image)
+    for blur, stop in (("spatial", "misclassified"), ("official", 1)):
+        settings = {**summary["settings"], "blur": blur, "stop": stop}
+        path = tmp_path / f"{blur}.html"
+        write_report(path, {**summary, "settings": settings}, results, model, processor, images_per_class=1)
+        assert [(ranking.blur, ranking.stop) for ranking in rankings] == [(blur, stop)]
+        assert f"blur={blur}, stop={stop}" in path.read_text()
+        rankings.clear()
 
 
 def test_a_finished_demo_is_not_overwritten_silently(finished_demo):

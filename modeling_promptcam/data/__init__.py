@@ -3,9 +3,19 @@ loading, and the synthetic trait dataset. Depends only on the model files (for t
 """
 
 from .folders import VALIDATION_FOLDERS, DataError, ImageFolderSplits, check_image_folder
-from .images import IMAGE_EXTENSIONS, to_rgb
+from .images import IMAGE_EXTENSIONS, open_rgb, to_rgb
 from .loading import load_image_folder, load_saved_dataset
-from .masks import MASKS_DIR, load_trait_mask, mask_path, patch_mask
+from .masks import (
+    MASK_THRESHOLD,
+    MASKS_DIR,
+    MaskError,
+    grow_region,
+    load_trait_mask,
+    mask_path,
+    patch_mask,
+    read_mask,
+    resize_mask,
+)
 from .options import SyntheticOptions
 from .synthetic import CLASSES, DATASET_FILE, MAX_TRAIT_FRACTION, TraitClass, class_names, draw_bird, generate_dataset
 from .transforms import SAMPLE_ID, EvalTransform, PromptCamCollator, TrainTransform, batch_transform
@@ -18,6 +28,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageFolderSplits",
     "MASKS_DIR",
+    "MASK_THRESHOLD",
+    "MaskError",
     "MAX_TRAIT_FRACTION",
     "PromptCamCollator",
     "SAMPLE_ID",
@@ -30,10 +42,14 @@ __all__ = [
     "class_names",
     "draw_bird",
     "generate_dataset",
+    "grow_region",
     "load_image_folder",
     "load_saved_dataset",
     "load_trait_mask",
     "mask_path",
+    "open_rgb",
     "patch_mask",
+    "read_mask",
+    "resize_mask",
     "to_rgb",
 ]

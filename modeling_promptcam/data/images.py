@@ -3,6 +3,8 @@ path (training, evaluation, `promptcam explain`, the app) goes through."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -18,3 +20,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
         scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
         image = Image.fromarray(scaled.round().astype(np.uint8))
     return image.convert("RGB")
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """An image file as 8-bit RGB through [`to_rgb`], read whole (the file is closed when this returns)."""
+    with Image.open(path) as opened:
+        return to_rgb(opened)
+
+
+__all__ = ["IMAGE_EXTENSIONS", "open_rgb", "to_rgb"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from ..extras import require
 from .folders import DataError, ImageFolderSplits, check_image_folder
 from .transforms import SAMPLE_ID
 
@@ -12,10 +13,7 @@ from .transforms import SAMPLE_ID
 def load_image_folder(data_dir: str, verify_images: bool = True, splits: ImageFolderSplits | None = None):
     """Check the folder (unless `splits` says it was checked), then load it with `datasets`' `imagefolder` builder
     (offline). Returns the `DatasetDict` (`train`, and `validation` when present) and the class names in label order."""
-    try:
-        from datasets import load_dataset
-    except ImportError as error:
-        raise ImportError("Training needs datasets: pip install 'modeling-promptcam[train]'.") from error
+    load_dataset = require("datasets", "train", "Training").load_dataset
     if splits is None:
         splits = check_image_folder(data_dir, verify_images)
     data_files = {"train": os.path.join(splits.train_dir, "**")}
@@ -36,11 +34,9 @@ def load_saved_dataset(name_or_path: str, image_column: str = "image", label_col
     """Any `datasets` dataset with an image column and a class-label column: a folder written by `save_to_disk`, or
     a name / folder `load_dataset` understands. Returns a `DatasetDict` with `train` (and `validation` when it has a
     `validation`, `val` or `test` split), the columns renamed to `image` / `label`, and the class names."""
-    try:
-        from datasets import ClassLabel, DatasetDict, load_dataset, load_from_disk
-        from datasets import Image as ImageFeature
-    except ImportError as error:
-        raise ImportError("Training needs datasets: pip install 'modeling-promptcam[train]'.") from error
+    datasets = require("datasets", "train", "Training")
+    ClassLabel, DatasetDict, ImageFeature = datasets.ClassLabel, datasets.DatasetDict, datasets.Image
+    load_dataset, load_from_disk = datasets.load_dataset, datasets.load_from_disk
     if os.path.isfile(os.path.join(name_or_path, "dataset_dict.json")):
         loaded = load_from_disk(name_or_path)
     else:

@@ -25,7 +25,6 @@ Generation is deterministic: image i of class c in a split depends only on (seed
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .masks import MASKS_DIR
+from ..files import write_json_atomically
+from .masks import MASKS_DIR, mask_path
 
 SUPERSAMPLE = 2  # drawn at twice the size, then downsampled: smooth edges, exact masks
 MAX_TRAIT_FRACTION = 0.05  # a trait covers at most this fraction of the image
@@ -251,13 +251,13 @@ def generate_dataset(
     for split, class_index, index in tqdm(jobs, desc="Drawing birds", disable=not progress):
         name = CLASSES[class_index].name
         image, mask = draw_bird(class_index, _rng(seed, split, class_index, index), image_size)
-        stem = f"{name}_{index:04d}.png"
-        for root, picture in (
-            (out / split, image),
-            (out / MASKS_DIR / split, Image.fromarray(mask.astype(np.uint8) * 255)),
+        image_path = out / split / name / f"{name}_{index:04d}.png"
+        for path, picture in (
+            (image_path, image),
+            (mask_path(out, image_path), Image.fromarray(mask.astype(np.uint8) * 255)),
         ):
-            (root / name).mkdir(parents=True, exist_ok=True)
-            picture.save(root / name / stem)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            picture.save(path)
         if mask.any():
             fractions.append(float(mask.mean()))
     info = {
@@ -271,7 +271,8 @@ def generate_dataset(
         "trait_fraction": {"min": min(fractions), "mean": float(np.mean(fractions)), "max": max(fractions)},
         "masks": f"{MASKS_DIR}/<split>/<class>/<name>.png (mode L, 255 on the trait)",
     }
-    (out / DATASET_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    # written last and atomically: its presence says the dataset is complete (the demo reuses it then)
+    write_json_atomically(out / DATASET_FILE, info)
     return info
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from ..data.masks import load_trait_mask
+from ..data.images import open_rgb
+from ..data.masks import load_trait_mask, resize_mask
 from ..evaluation.localization import chance_level, cls_attention_maps, peak_hits_mask
 from ..modeling_promptcam import PromptCamForImageClassification
 
@@ -66,7 +66,7 @@ def evaluate_traits(
     results = []
     for start in tqdm(range(0, len(paths), batch_size), desc="Evaluating traits", disable=not progress):
         batch = paths[start : start + batch_size]
-        images = [Image.open(path).convert("RGB") for path in batch]
+        images = [open_rgb(path) for path in batch]
         pixel_values = image_processor(images, return_tensors="pt").pixel_values.to(model.device, model.dtype)
         labels = torch.tensor([names.index(path.parent.name) for path in batch], device=model.device)
         output = model(pixel_values, trait_map_classes=labels[:, None])
@@ -76,7 +76,7 @@ def evaluate_traits(
         maps = output.trait_maps[:, 0].float().cpu().numpy()
         for b, path in enumerate(batch):
             mask = load_trait_mask(data_dir, path)
-            mask = np.asarray(Image.fromarray(mask).resize(pixel_values.shape[-1:-3:-1], Image.NEAREST))
+            mask = resize_mask(mask, pixel_values.shape[-1:-3:-1])  # (width, height) of the model's input
             top = rankings[b].ranked_heads[0]
             results.append(
                 ImageResult(

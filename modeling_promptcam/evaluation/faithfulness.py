@@ -5,49 +5,39 @@ Data layout::
 
     DATA/train/<class>/<image>          trains the linear probe the baselines explain
     DATA/val/<class>/<image>            the evaluated images (validation/, valid/ or test/ also work)
-    DATA/masks/val/<class>/<stem>.png   optional ground-truth masks (mode L, nonzero = trait region)
+    DATA/masks/val/<class>/<stem>.png   optional ground-truth masks (the rule of `data.masks`: nonzero = region)
 
-Every method is evaluated on the same images with the same target class per image: the true class (the folder
-name). Prompt-CAM's maps are scored by the Prompt-CAM model; the baselines' maps by a linear probe on the same frozen
-backbone, trained here on the train split's features (as in the paper).
+Every method of `options.methods` (names of `evaluation.saliency.SALIENCY_METHODS`) is evaluated on the same images
+with the same target class per image: the true class (the folder name). Prompt-CAM's maps are scored by the
+Prompt-CAM model; the baselines' maps by a linear probe on the same frozen backbone, trained here on the train split's
+features (as in the paper). The table and the per-method summaries are written by `evaluation.report`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import random
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ..data.folders import DataError, check_image_folder, class_folders, images_in
+from ..data.masks import mask_path, read_mask, resize_mask
 from ..data.transforms import EvalTransform
 from ..explain.explanation import resolve_class
-from ..files import write_atomically
+from ..files import write_json_atomically
+from ..modeling_promptcam import parse_stop_rule
 from .linear_probe import LinearProbeForImageClassification, extract_features, fit_linear_probe
-from .metrics import (
-    energy_in_mask,
-    insertion_deletion,
-    pointing_game,
-)
+from .metrics import energy_in_mask, insertion_deletion, pointing_game
 from .options import METHODS, SCORERS, TARGETS, FaithfulnessOptions
-from .saliency import attention_rollout, eigen_cam, grad_cam, layer_cam, promptcam_saliency
+from .report import PAPER_TABLE_1, accuracies, format_table, summarize_methods
+from .saliency import PROBE, PROMPT_CAM, SALIENCY_METHODS, parse_heads
 
 RESULT_FILE = "faithfulness.json"
 PROBE_FOLDER = "probe"
-# the paper's Table 1 (CUB-200, DINO ViT-B/16): insertion, deletion
-PAPER_TABLE_1 = {
-    "prompt-cam": (0.61, 0.09),
-    "grad-cam": (0.52, 0.17),
-    "layer-cam": (0.54, 0.13),
-    "eigen-cam": (0.56, 0.22),
-    "attention-rollout": (0.55, 0.27),
-}
 
 
 @dataclass
@@ -98,26 +88,23 @@ def _load_images(paths: list[str], transform: EvalTransform) -> torch.Tensor:
     return torch.stack(images)
 
 
-def _mask_path(data_dir: str, split: str, image_path: str) -> str:
-    class_name = os.path.basename(os.path.dirname(image_path))
-    stem = os.path.splitext(os.path.basename(image_path))[0]
-    return os.path.join(data_dir, "masks", split, class_name, f"{stem}.png")
-
-
-def _load_mask(path: str, image_path: str, size: tuple[int, int]) -> torch.Tensor:
-    """The mask of `image_path` (same width and height), resized (nearest) to the model's input `size` `(H, W)` as the
-    image processor resizes the image (no crop): `(H, W)` bool, nonzero = region."""
-    try:
-        with Image.open(image_path) as image, Image.open(path) as opened:
-            if opened.size != image.size:
-                raise DataError(
-                    f"The mask {path} is {opened.size[0]}x{opened.size[1]} but its image {image_path} is "
-                    f"{image.size[0]}x{image.size[1]}; write each mask at its image's size."
-                )
-            mask = opened.convert("L").resize((size[1], size[0]), Image.NEAREST)
-    except OSError as error:
-        raise DataError(f"{path} is not a readable mask image ({error}); fix or remove it.") from error
-    return torch.from_numpy(np.asarray(mask) > 0)
+def _load_masks(data_dir: str, paths: list[str], size: tuple[int, int]) -> tuple[torch.Tensor | None, list[bool]]:
+    """The masks of `paths` (the rule of `data.masks`), each resized to the model's input `size` `(H, W)` as the
+    image processor resizes its image (no crop): `(B, H, W)` bool (all False for an image without a mask), or None
+    when no image of the batch has one; and which images have one."""
+    files = [mask_path(data_dir, path) for path in paths]
+    has_mask = [file.is_file() for file in files]
+    if not any(has_mask):
+        return None, has_mask
+    masks = []
+    for file, path, present in zip(files, paths, has_mask):
+        if not present:
+            masks.append(torch.zeros(size, dtype=torch.bool))
+            continue
+        with Image.open(path) as image:  # the mask must have its image's size (read_mask checks it)
+            image_size = image.size
+        masks.append(torch.from_numpy(resize_mask(read_mask(file, image_size), (size[1], size[0]))))
+    return torch.stack(masks), has_mask
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -165,24 +152,12 @@ def _train_probe(options: FaithfulnessOptions, model, transform, train: _Split, 
     return probe, info
 
 
-def _saliency(method: str, model, probe, pixel_values, targets, options: FaithfulnessOptions):
-    if method == "prompt-cam":
-        return promptcam_saliency(
-            model, pixel_values, targets, heads=options.heads, blur=options.blur, stop=options.stop, return_heads=True
-        )
-    if method == "grad-cam":
-        return grad_cam(probe, pixel_values, targets), None
-    if method == "layer-cam":
-        return layer_cam(probe, pixel_values, targets), None
-    if method == "eigen-cam":
-        return eigen_cam(probe, pixel_values), None
-    return attention_rollout(model.backbone, pixel_values), None
-
-
 def _check_options(options: FaithfulnessOptions) -> None:
-    unknown = [m for m in options.methods if m not in METHODS]
+    unknown = [m for m in options.methods if m not in SALIENCY_METHODS]
     if unknown or not options.methods:
-        raise ValueError(f"methods must be a non-empty subset of {', '.join(METHODS)}, got {list(options.methods)}.")
+        raise ValueError(
+            f"methods must be a non-empty subset of {', '.join(SALIENCY_METHODS)}, got {list(options.methods)}."
+        )
     if options.target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {options.target!r}.")
     if options.scorer not in SCORERS:
@@ -198,12 +173,8 @@ def _check_options(options: FaithfulnessOptions) -> None:
 
 def _check_heads(options: FaithfulnessOptions, num_heads: int) -> None:
     """Fail before the long work when the Prompt-CAM head settings do not fit the model."""
-    for name, value, words in (("heads", options.heads, ("top", "all")), ("stop", options.stop, ("misclassified",))):
-        if value in words:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= num_heads:
-            allowed = " or ".join(repr(w) for w in words)
-            raise ValueError(f"{name} must be {allowed} or a number of heads in [1, {num_heads}], got {value!r}.")
+    parse_heads(options.heads, num_heads)
+    parse_stop_rule(options.stop, num_heads)
 
 
 def _select(evaluated: _Split, max_images: int | None, seed: int) -> _Split:
@@ -242,7 +213,8 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
     os.makedirs(options.output_dir, exist_ok=True)
 
     probe, probe_info = None, None
-    if options.scorer == "probe" or any(method != "prompt-cam" for method in options.methods):
+    methods = {name: SALIENCY_METHODS[name] for name in options.methods}
+    if options.scorer == PROBE or any(method.explains == PROBE for method in methods.values()):
         probe, probe_info = _train_probe(options, model, transform, _read_split(model, splits.train_dir), device)
 
     records = []
@@ -255,18 +227,9 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
         with torch.no_grad():
             model_predicted = model(pixel_values).logits.argmax(-1)
             probe_predicted = probe(pixel_values).argmax(-1) if probe is not None else None
-        mask_files = [_mask_path(options.data, evaluated.name, path) for path in paths]
-        has_mask = [os.path.isfile(path) for path in mask_files]
+        masks, has_mask = _load_masks(options.data, paths, tuple(pixel_values.shape[2:]))
+        masks = masks.to(device) if masks is not None else None
         with_masks += sum(has_mask)
-        masks = None
-        if any(has_mask):
-            size = tuple(pixel_values.shape[2:])
-            masks = torch.stack(
-                [
-                    _load_mask(mask, image, size) if ok else torch.zeros(size, dtype=torch.bool)
-                    for mask, image, ok in zip(mask_files, paths, has_mask)
-                ]
-            ).to(device)
         chunk_records = [
             {
                 "image": os.path.relpath(path, options.data),
@@ -277,14 +240,12 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
             }
             for k, path in enumerate(paths)
         ]
-        for method in options.methods:
-            own = model if method == "prompt-cam" else probe
-            classifier = {"own": own, "prompt-cam": model, "probe": probe}[options.scorer]
-            if options.target == "true":
-                targets = true
-            else:
-                targets = model_predicted if method == "prompt-cam" else probe_predicted
-            saliency, heads = _saliency(method, model, probe, pixel_values, targets, options)
+        predicted = {PROMPT_CAM: model_predicted, PROBE: probe_predicted}
+        for name, method in methods.items():
+            own = method.classifier(model, probe)
+            classifier = {"own": own, PROMPT_CAM: model, PROBE: probe}[options.scorer]
+            targets = true if options.target == "true" else predicted[method.explains]
+            saliency, heads = method(model, probe, pixel_values, targets, options)
             scores = insertion_deletion(
                 classifier,
                 pixel_values,
@@ -315,7 +276,7 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
                     values["energy"] = float(energy[k])
                 if heads is not None:
                     values["heads"] = heads[k]
-                record["methods"][method] = values
+                record["methods"][name] = values
         records += chunk_records
         bar.update(len(chunk))
     bar.close()
@@ -324,44 +285,13 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
         "settings": _settings(options, model, evaluated, device),
         "images": len(records),
         "localisation_images": with_masks,
-        "accuracy": _accuracies(records),
+        "accuracy": accuracies(records),
         "probe": probe_info,
-        "methods": _summaries(records, options.methods),
+        "methods": summarize_methods(records, options.methods),
         "per_image": records,
     }
-    write_atomically(os.path.join(options.output_dir, RESULT_FILE), json.dumps(result, indent=1) + "\n")
+    write_json_atomically(os.path.join(options.output_dir, RESULT_FILE), result, indent=1)
     return result
-
-
-def _mean(values: list) -> float | None:
-    return float(np.mean(values)) if values else None
-
-
-def _accuracies(records: list[dict]) -> dict:
-    accuracy = {"prompt-cam": _mean([r["prompt_cam_predicted"] == r["true"] for r in records])}
-    if records and "probe_predicted" in records[0]:
-        accuracy["linear-probe"] = _mean([r["probe_predicted"] == r["true"] for r in records])
-    return accuracy
-
-
-def _summaries(records: list[dict], methods: tuple[str, ...]) -> dict:
-    summaries = {}
-    for method in methods:
-        values = [r["methods"][method] for r in records]
-        localised = [v for v in values if "pointing_game" in v]
-        summary = {
-            "insertion": _mean([v["insertion"] for v in values]),
-            "deletion": _mean([v["deletion"] for v in values]),
-            "probability": _mean([v["probability"] for v in values]),
-            "pointing_game": _mean([float(v["pointing_game"]) for v in localised]),
-            "energy": _mean([v["energy"] for v in localised]),
-            "images": len(values),
-            "localisation_images": len(localised),
-        }
-        if values and "heads" in values[0]:
-            summary["mean_heads"] = _mean([len(v["heads"]) for v in values])
-        summaries[method] = summary
-    return summaries
 
 
 def _settings(options: FaithfulnessOptions, model, evaluated: _Split, device) -> dict:
@@ -393,68 +323,6 @@ def _settings(options: FaithfulnessOptions, model, evaluated: _Split, device) ->
         }
     )
     return settings
-
-
-def _number(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def format_table(result: dict, markdown: bool = False) -> str:
-    """The Table-1-style comparison: one row per method (insertion, deletion, pointing game, energy), then the image
-    count and settings. `markdown=True` gives a Markdown table with the paper's Table 1 values beside ours."""
-    methods = result["methods"]
-    settings = result["settings"]
-    lines = []
-    if markdown:
-        lines.append(
-            "| method | insertion ↑ | deletion ↓ | pointing game ↑ | energy ↑ | p(target) | paper insertion | "
-            "paper deletion |"
-        )
-        lines.append("|---|---|---|---|---|---|---|---|")
-        for name, summary in methods.items():
-            paper = PAPER_TABLE_1.get(name, (None, None))
-            lines.append(
-                f"| {name} | {_number(summary['insertion'])} | {_number(summary['deletion'])} | "
-                f"{_number(summary['pointing_game'], 2)} | {_number(summary['energy'])} | "
-                f"{_number(summary['probability'])} | {_number(paper[0], 2)} | {_number(paper[1], 2)} |"
-            )
-    else:
-        lines.append(
-            f"{'method':<20}{'insertion ↑':>13}{'deletion ↓':>13}{'pointing ↑':>13}{'energy ↑':>11}{'p(target)':>12}"
-        )
-        for name, summary in methods.items():
-            lines.append(
-                f"{name:<20}{_number(summary['insertion']):>13}{_number(summary['deletion']):>13}"
-                f"{_number(summary['pointing_game'], 2):>13}{_number(summary['energy']):>11}"
-                f"{_number(summary['probability']):>12}"
-            )
-    accuracy = ", ".join(f"{k} {_number(v)}" for k, v in result["accuracy"].items())
-    lines.append("")
-    lines.append(
-        f"{result['images']} images from {settings['data']}/{settings['split']} "
-        f"({result['localisation_images']} with masks); accuracy on them: {accuracy}."
-    )
-    heads = settings["heads"]
-    mean_heads = methods.get("prompt-cam", {}).get("mean_heads")
-    if mean_heads is not None:
-        heads = f"{heads}, {mean_heads:.1f} on average"
-    lines.append(
-        f"Target: {settings['target_rule']}. Scored as {settings['scoring']}; p(target) is that classifier's mean "
-        "probability of the target on the whole image."
-    )
-    lines.append(
-        f"{settings['steps']} steps; insertion from a Gaussian blur (kernel "
-        f"{settings['blur_kernel_size']}, sigma {settings['blur_sigma']}); deletion to {settings['deletion_value']} "
-        f"(normalised); Prompt-CAM heads: {heads} (blur {settings['blur']}, stop {settings['stop']}); "
-        f"backbone: {settings['backbone']}; seed {settings['seed']}."
-    )
-    probe = result.get("probe")
-    if probe and "train_accuracy" in probe:
-        lines.append(
-            f"Linear probe: {probe['train_images']} train images, {probe['epochs']} epochs, lr {probe['lr']}, "
-            f"train accuracy {probe['train_accuracy']:.3f}."
-        )
-    return "\n".join(lines)
 
 
 __all__ = [

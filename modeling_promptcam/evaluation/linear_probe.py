@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..files import write_atomically
+from ..files import write_atomically, write_json_atomically
 
 PROBE_WEIGHTS = "probe.safetensors"
 PROBE_CONFIG = "probe_config.json"
@@ -44,7 +44,7 @@ class LinearProbeForImageClassification(nn.Module):
 
     `forward(pixel_values) -> logits (B, num_labels)`. The backbone's parameters do not require gradients, but the
     forward pass is differentiable with respect to `pixel_values` and to the backbone's activations, which is what
-    Grad-CAM and Layer-CAM need (see [`modeling_promptcam.faithfulness.grad_cam`]). The backbone module may be shared
+    Grad-CAM and Layer-CAM need (see [`modeling_promptcam.evaluation.grad_cam`]). The backbone module may be shared
     with a Prompt-CAM model (`model.backbone`): the probe does not change it.
     """
 
@@ -210,7 +210,7 @@ def save_linear_probe(
         "id2label": {str(k): v for k, v in (id2label or {}).items()},
     }
     write_atomically(os.path.join(directory, PROBE_WEIGHTS), save(tensors))
-    write_atomically(os.path.join(directory, PROBE_CONFIG), json.dumps(config, indent=2) + "\n")
+    write_json_atomically(os.path.join(directory, PROBE_CONFIG), config)
 
 
 def load_linear_probe(directory: str | os.PathLike) -> tuple[nn.Linear, dict[int, str]]:

@@ -1,23 +1,9 @@
-"""How faithful are saliency maps? Insertion / deletion (RISE), localisation against ground-truth masks, and the
-baselines of the paper's Table 1 on the same frozen backbone.
+"""How faithful are saliency maps? Insertion / deletion (RISE) and localisation against ground-truth masks.
 
 - [`insertion_deletion`]: the causal metrics of RISE (Petsiuk et al., BMVC 2018).
-- [`promptcam_saliency`]: one map per image from Prompt-CAM, the mean of the target class's top-trait heads.
-- [`grad_cam`], [`layer_cam`], [`eigen_cam`]: the Grad-CAM family on a [`LinearProbeForImageClassification`], computed
-  as pytorch-grad-cam 1.5.7 computes them (`GradCAM`, `LayerCAM`, `EigenCAM` with a ViT reshape transform).
-- [`attention_rollout`]: Abnar & Zuidema (ACL 2020) on the backbone's attention.
 - [`pointing_game`], [`energy_in_mask`]: does the map's peak / mass fall on the ground-truth region?
 
-Why the Grad-CAM family is implemented here rather than imported from `grad-cam` (pytorch-grad-cam): importing any
-of its modules runs `pytorch_grad_cam/__init__.py`, which imports `base_cam` -> `utils/image.py` (`from
-torchvision.transforms import ...`, `cv2`, `scipy`, `matplotlib`) and `utils/model_targets.py` (`import torchvision`),
-and the package requires `torchvision`, `opencv-python-headless`, `ttach`, `scikit-learn` at install time. torchvision
-cannot be installed beside every torch build this package supports (with the CPU torch 2.13.0 wheel it fails with
-"operator torchvision::nms does not exist", and transformers then fails to import as well), so `grad-cam` could not be
-even an optional dependency that the test suite exercises. The three CAMs are a few tensor operations on one layer's
-activations and gradients; they are written here in torch, and `tests/test_faithfulness.py` checks them against maps
-that pytorch-grad-cam 1.5.7 itself produced (torch 2.14.1 + torchvision 0.29.1) on tiny ViT and DINOv2-with-registers
-probes, stored in `tests/fixtures/gradcam_parity/` (see `tests/fixtures/make_gradcam_parity.py`).
+The maps they measure come from `evaluation.saliency` (Prompt-CAM and the baselines of the paper's Table 1).
 """
 
 from __future__ import annotations
@@ -27,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from ..data.masks import grow_region
 
 # RISE's settings (Petsiuk et al. 2018, their reference code): insertion starts from a Gaussian blur of the image
 # (kernel 11, sigma 5); deletion sets removed pixels to 0, which after mean / std normalisation is the mean colour.
@@ -245,18 +233,24 @@ def _check_masks(saliency: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Ten
 def pointing_game(saliency: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
     """Pointing game (Zhang et al., ECCV 2016): is the map's peak inside the ground-truth region?
 
+    The pixel-level measure, for maps of any resolution and any method (`promptcam faithfulness`). Its patch-level
+    sibling is `evaluation.localization.peak_hits_mask` (the demo's trait localisation): the same "within N" rule
+    (`data.masks.grow_region`), counted in patches on the patch grid, where a patch touched by the mask counts and the
+    peak is one patch. The two agree on a patch-grid map shown at image resolution with each patch's value repeated
+    (nearest) and a mask of whole patches: `pointing_game(..., tolerance=k * patch_size)` is
+    `peak_hits_mask(..., tolerance=k)` when the map has one highest patch.
+
     Args:
         saliency (`(B, h, w)`): maps at image resolution or lower (upsampled bilinearly).
         masks (`(B, H, W)` bool): the ground-truth regions at image resolution.
-        tolerance: count a hit within this many pixels of the region (the mask is dilated; Zhang et al. use 15).
+        tolerance: count a hit within this many pixels of the region (the mask grown by `tolerance` pixels in the
+            8-neighbourhood; Zhang et al. use 15).
     Returns:
         `(B,)` bool. A hit needs every pixel that reaches the peak value (to 1e-6 of the map's range) inside the
-        (dilated) region, so a flat map, whose "peak" is everywhere, only hits a region that covers the image.
+        (grown) region, so a flat map, whose "peak" is everywhere, only hits a region that covers the image.
     """
     saliency, masks = _check_masks(saliency, masks)
-    if tolerance:
-        masks = nn.functional.max_pool2d(masks[:, None].float(), 2 * tolerance + 1, stride=1, padding=tolerance)[:, 0]
-        masks = masks.bool()
+    masks = grow_region(masks, tolerance)
     flat = saliency.flatten(1)
     high, low = flat.max(dim=1, keepdim=True).values, flat.min(dim=1, keepdim=True).values
     peak = flat >= high - 1e-6 * (high - low)
@@ -281,15 +275,6 @@ def energy_in_mask(saliency: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     uniform = inside.mean(dim=1)
     energy = (positive * inside).sum(dim=1) / total.clamp(min=torch.finfo(total.dtype).tiny)
     return torch.where(total > 0, energy, uniform)
-
-
-# ------------------------------------------------------------------------------------------------------- Prompt-CAM
-
-
-# ------------------------------------------------------------------------------------------------------- Grad-CAM family
-
-
-# ------------------------------------------------------------------------------------------------------- rollout
 
 
 __all__ = [

@@ -13,9 +13,11 @@ from .metrics import (
     DEFAULT_DELETION_VALUE,
     DEFAULT_STEPS,
 )
-from .saliency import HEADS_CHOICES
+from .saliency import SALIENCY_METHODS, parse_heads
 
-METHODS = ("prompt-cam", "grad-cam", "layer-cam", "eigen-cam", "attention-rollout")
+# the methods compared, in table order: the names of the registry (a method registered later is accepted by
+# `run_faithfulness` too; this tuple is the default and the CLI's choices)
+METHODS = tuple(SALIENCY_METHODS)
 
 
 TARGETS = ("true", "predicted")
@@ -24,21 +26,6 @@ TARGETS = ("true", "predicted")
 # which classifier scores a method's maps: its own (Prompt-CAM's maps by Prompt-CAM, the baselines' by the probe: the
 # paper's protocol), or one classifier for every method (a control for differences in the classifiers' confidence)
 SCORERS = ("own", "prompt-cam", "probe")
-
-
-def parse_heads(value: str | int, num_heads: int | None = None) -> str | int:
-    """The reader of Prompt-CAM's head choice for a saliency map: `"top"` (the ranking's top traits), `"all"`, or a
-    number of heads k (an int, or its decimal text as a command line gives it) in `[1, num_heads]`.
-
-    Raises `ValueError` naming the allowed values."""
-    if value in HEADS_CHOICES:
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (num_heads and value > num_heads):
-        bound = f"in [1, {num_heads}]" if num_heads else ">= 1"
-        raise ValueError(f"heads must be 'top' or 'all' or a number of heads {bound}, got {value!r}.")
-    return value
 
 
 @renamed_fields(out="output_dir")

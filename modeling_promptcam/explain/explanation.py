@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.images import to_rgb
 from ..modeling_promptcam import PromptCamForImageClassification, TraitRanking
 
 _NUMBERED = re.compile(r"^\d+\.(.+)$")
@@ -64,8 +65,11 @@ def explain_image(
     stop: str | int = "misclassified",
 ) -> Explanation:
     """Classify `image` and gather the trait maps and head rankings of the predicted class, of the true class when it
-    differs (misclassification view), and of every class in `classes` (class-vs-class view)."""
-    rgb = image.convert("RGB")
+    differs (misclassification view), and of every class in `classes` (class-vs-class view).
+
+    `image` may be of any PIL mode: it goes through the package's one RGB conversion (`data.images.to_rgb`, as in
+    training), so 16-bit and float images are rescaled by their value range rather than clipped."""
+    rgb = to_rgb(image)
     pixel_values = image_processor(rgb, return_tensors="pt").pixel_values.to(model.device, model.dtype)
     logits = model(pixel_values).logits[0]
     probabilities = logits.float().softmax(-1)

@@ -1,4 +1,4 @@
-"""Figures of Prompt-CAM trait maps (matplotlib, the `viz` extra) and a self-contained HTML report.
+"""Figures of Prompt-CAM trait maps (matplotlib, the `viz` extra); the HTML report that embeds them is `explain.report`.
 
 Every figure is a `matplotlib.figure.Figure` built without pyplot (no global state, no display needed); `save_png`
 writes one to disk and `png_bytes` encodes it for the report.
@@ -12,16 +12,13 @@ import os
 import numpy as np
 from PIL import Image
 
+from ..extras import require
 from ..files import write_atomically
 from .explanation import ClassView, Explanation
 
-try:
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-except ImportError as error:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "modeling_promptcam.visualization needs matplotlib: pip install 'modeling-promptcam[viz]' (or matplotlib)."
-    ) from error
+# matplotlib is the `viz` extra: importing this module without it raises extras.MissingDependencyError naming it
+colormaps = require("matplotlib", "viz", "Drawing trait-map figures").colormaps
+Figure = require("matplotlib.figure", "viz", "Drawing trait-map figures").Figure
 
 PANEL_INCHES = 2.4
 DPI = 100

@@ -14,6 +14,7 @@ import json
 import os
 
 from ..configuration_promptcam import PromptCamConfig
+from ..extras import require
 from ..modeling_promptcam import PromptCamForImageClassification
 
 PROMPT_MODULE = "prompt_head"
@@ -22,11 +23,7 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"
 
 
 def _peft():
-    try:
-        import peft
-    except ImportError as error:
-        raise ImportError("Prompt-only checkpoints need peft: pip install 'modeling-promptcam[peft]'.") from error
-    return peft
+    return require("peft", "peft", "A prompt-only checkpoint")
 
 
 def wrap_for_prompt_training(model: PromptCamForImageClassification, backbone: str | None = None):

@@ -9,9 +9,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Recipe:
-    """Prompt-CAM training settings (defaults: the paper's / official code's recipe, REFERENCE section 2).
+    """Prompt-CAM training settings (defaults: the paper's / official code's recipe, docs/training.md "The recipe").
 
-    `prompt_dropout` and `drop_path_rate` of None mean "by backbone family": 0.1 for DINO / ViT, 0.0 for DINOv2.
+    `prompt_dropout` and `drop_path_rate` of None mean "by backbone family": 0.1 for ViT (DINO) backbones, 0.0 for
+    every other family (DINOv2, DINOv3, CLIP, SigLIP).
     """
 
     learning_rate: float = 0.005

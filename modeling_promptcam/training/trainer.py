@@ -17,7 +17,7 @@ import torch
 from ..data.folders import check_image_folder
 from ..data.loading import load_image_folder, load_saved_dataset
 from ..data.transforms import EvalTransform, PromptCamCollator, TrainTransform, batch_transform
-from ..files import write_atomically
+from ..files import write_json_atomically
 from ..modeling_promptcam import promptcam_image_processor
 from .backbone import build_model
 from .callbacks import CollationObserver, TrainerCheckpointFormat
@@ -217,7 +217,8 @@ def save_final(model, image_processor, final_dir: str, summary: dict) -> None:
 
 
 def _write_json_atomically(path: str, data: dict) -> None:
-    write_atomically(path, json.dumps({k: v for k, v in data.items() if _is_json(v)}, indent=2))
+    # only the JSON-serialisable entries (the summary also carries objects for the caller)
+    write_json_atomically(path, {k: v for k, v in data.items() if _is_json(v)})
 
 
 def _is_json(value) -> bool:
