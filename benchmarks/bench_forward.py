@@ -27,7 +27,7 @@ from transformers import Dinov2Config, ViTConfig
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification  # noqa: E402
-from tests.helpers import straightforward_forward  # noqa: E402
+from tests.helpers.models import straightforward_forward  # noqa: E402
 
 BACKBONES = {
     "vit": ("ViT-B/16", lambda: ViTConfig(layer_norm_eps=1e-6)),

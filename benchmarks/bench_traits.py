@@ -23,7 +23,7 @@ from transformers import ViTConfig
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification  # noqa: E402
-from tests.helpers import naive_rank_traits  # noqa: E402
+from tests.helpers.models import naive_rank_traits  # noqa: E402
 
 TARGET = 1 / 50
 

@@ -24,7 +24,7 @@ from modeling_promptcam.app.ui import _first_of_each
 from modeling_promptcam.cli import build_parser
 from modeling_promptcam.cli import main as cli_main
 from modeling_promptcam.data import to_rgb
-from tests.app_helpers import CLASS_NAMES, huge_png, make_examples, random_image, save_model
+from tests.helpers.app import CLASS_NAMES, huge_png, make_examples, random_image, save_model
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, pipeline
 
 from modeling_promptcam.app import TraitExplorer
-from tests.app_helpers import make_examples, random_image, save_model
+from tests.helpers.app import make_examples, random_image, save_model
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 WAIT_MS = 60_000  # the longest any single step in the page may take

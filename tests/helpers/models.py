@@ -85,6 +85,15 @@ def tiny_model(
     return randomize_(PromptCamForImageClassification(config), seed).eval()
 
 
+def save_tiny_model(folder, class_names: list[str], family: str = "vit") -> PromptCamForImageClassification:
+    """A tiny random model whose classes are `class_names`, saved to `folder` (config, weights, code, processor)."""
+    model = tiny_model(family, num_labels=len(class_names))
+    model.config.id2label = dict(enumerate(class_names))
+    model.config.label2id = {name: i for i, name in enumerate(class_names)}
+    model.save_pretrained(folder)
+    return model
+
+
 def straightforward_forward(
     model: PromptCamForImageClassification, pixel_values: torch.Tensor, capture_maps: bool = True
 ):

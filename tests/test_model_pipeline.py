@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import pipeline
 
 from modeling_promptcam import PromptCamImageClassificationPipeline
-from tests.helpers import tiny_model
+from tests.helpers.models import tiny_model
 
 
 @pytest.fixture(scope="module")

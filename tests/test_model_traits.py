@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from modeling_promptcam.convert import convert_official_checkpoint
 from modeling_promptcam.modeling_promptcam import BLUR_MODES
-from tests.helpers import FAMILIES, IMAGE_SIZE, naive_rank_traits, straightforward_forward, tiny_model
+from tests.helpers.models import FAMILIES, IMAGE_SIZE, naive_rank_traits, straightforward_forward, tiny_model
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
 

@@ -6,10 +6,10 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from modeling_promptcam.training import SampleIdRecorder, TrainOptions, run_training  # noqa: E402
-from tests.training_helpers import EndOfTraining  # noqa: E402
+from tests.helpers.training import EndOfTraining  # noqa: E402
 
 backbone, data_dir, output_dir, record_dir = sys.argv[1:5]
 options = TrainOptions(

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification
-from tests.helpers import ALL_FAMILIES, IMAGE_SIZE, MORE_FAMILIES, randomize_, tiny_backbone_config, tiny_model
+from tests.helpers.models import ALL_FAMILIES, IMAGE_SIZE, MORE_FAMILIES, randomize_, tiny_backbone_config, tiny_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,7 +4,7 @@ import pytest
 from transformers import AutoConfig, BertConfig, Dinov2Config, ViTConfig
 
 from modeling_promptcam import PromptCamConfig
-from tests.helpers import ALL_FAMILIES, tiny_backbone_config
+from tests.helpers.models import ALL_FAMILIES, tiny_backbone_config
 
 
 def test_defaults_follow_the_paper():

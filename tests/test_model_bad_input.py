@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.helpers import IMAGE_SIZE, tiny_model
+from tests.helpers.models import IMAGE_SIZE, tiny_model
 
 
 @pytest.fixture(scope="module")

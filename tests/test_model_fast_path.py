@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.helpers import ALL_FAMILIES, IMAGE_SIZE, straightforward_forward, tiny_model
+from tests.helpers.models import ALL_FAMILIES, IMAGE_SIZE, straightforward_forward, tiny_model
 
 TOLERANCE = 1e-5
 
