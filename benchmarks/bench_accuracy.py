@@ -9,7 +9,7 @@ number of optimiser steps) and the same preprocessing (mean = std = 0.5):
 - Prompt-CAM: `promptcam train`'s pipeline (`run_training`) with the demo's short-budget recipe (AdamW 3e-3, one
   warm-up epoch, bf16 autocast on a CPU with native bf16; see docs/demo.md), including its training augmentation
   (resize 240, random crop 224, flip);
-- linear probe: `nn.Linear` on the frozen CLS feature (`modeling_promptcam.linear_probe`), AdamW on cached features
+- linear probe: `nn.Linear` on the frozen CLS feature (`modeling_promptcam.evaluation.linear_probe`), AdamW on cached features
   (no augmentation). A probe trained to convergence (200 epochs on the cached features) is reported too.
 
     python benchmarks/bench_accuracy.py                       # both datasets, about 20 minutes on 2 CPU cores

@@ -2,7 +2,7 @@
 CUB, DINO: Prompt-CAM insertion 0.61 / deletion 0.09; Grad-CAM 0.52 / 0.17; Layer-CAM 0.54 / 0.13; Eigen-CAM
 0.56 / 0.22; attention rollout 0.55 / 0.27), on one or more (trained Prompt-CAM model, image folder) pairs.
 
-Each run is `promptcam faithfulness` (modeling_promptcam.faithfulness_eval.run_faithfulness): insertion and deletion
+Each run is `promptcam faithfulness` (modeling_promptcam.evaluation.run_faithfulness): insertion and deletion
 AUCs (RISE), and with ground-truth masks (DATA/masks/val/<class>/<stem>.png) the pointing game and the energy in the
 mask, for every method on the same images, with the true class as target; the baselines explain a linear probe
 trained on DATA/train with the same frozen backbone.

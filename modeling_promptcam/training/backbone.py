@@ -41,6 +41,6 @@ def build_model(
     if missing_backbone:
         raise ValueError(
             f"{options.backbone}: {len(missing_backbone)} backbone weights were not in the checkpoint (e.g. "
-            f"{missing_backbone[0]}); give a ViT / DINOv2 checkpoint such as facebook/dino-vitb16 or facebook/dinov2-base."
+            f"{missing_backbone[0]}); give a checkpoint of a supported backbone (ViT, DINOv2, DINOv3, CLIP, SigLIP) such as facebook/dino-vitb16 or facebook/dinov2-base."
         )
     return model, recipe
