@@ -19,6 +19,9 @@ SUPPORTED_BACKBONE_TYPES = (
 # image-text models whose vision tower is the backbone
 VISION_TOWER_OF = {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}
 PROMPT_MODES = ("deep", "shallow")
+# transformers' classification problem types that Prompt-CAM's loss supports (one prompt scores each class; a
+# regression target has no classes to give prompts to)
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification")
 # How `pipeline("prompt-cam", model=folder, trust_remote_code=True)` finds the pipeline code saved in the folder.
 PROMPT_CAM_CUSTOM_PIPELINES = {
     "prompt-cam": {
@@ -54,7 +57,12 @@ class PromptCamConfig(PreTrainedConfig):
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal initialiser of the shared scoring head.
         num_labels, id2label, label2id:
-            The classes; one prompt is learned per class. At least 2.
+            The classes; one prompt is learned per class. At least 2 (`num_labels=1`, transformers' regression
+            head, has no classes to give prompts to and is refused).
+        problem_type (`str`, *optional*):
+            As in transformers: `"single_label_classification"` (integer labels `(batch_size,)`, cross-entropy; the
+            default when labels are integers) or `"multi_label_classification"` (float multi-hot labels
+            `(batch_size, num_labels)`, binary cross-entropy on each class's logit). `"regression"` is refused.
 
     Example:
 
@@ -107,9 +115,15 @@ class PromptCamConfig(PreTrainedConfig):
         if not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
             raise ValueError(f"initializer_range must be a positive number, got {self.initializer_range!r}.")
         if self.num_labels is None or self.num_labels < 2:
+            regression = " (num_labels=1 is transformers' regression head, which Prompt-CAM does not provide)"
             raise ValueError(
-                f"Prompt-CAM learns one prompt per class and needs at least 2 classes, got num_labels={self.num_labels}. "
-                "Pass num_labels=... or id2label={0: 'name', ...}."
+                f"Prompt-CAM learns one prompt per class and needs at least 2 classes, got num_labels={self.num_labels}"
+                f"{regression if self.num_labels == 1 else ''}. Pass num_labels=... or id2label={{0: 'name', ...}}."
+            )
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(
+                f"problem_type={self.problem_type!r} is not supported: Prompt-CAM learns one prompt per class (at "
+                f"least two classes) and scores each, so it classifies; use one of {PROBLEM_TYPES} (or leave it unset)."
             )
         if self.label2id is not None and len(self.label2id) != self.num_labels:
             raise ValueError(
@@ -136,6 +150,52 @@ class PromptCamConfig(PreTrainedConfig):
             **copy.deepcopy(PROMPT_CAM_CUSTOM_PIPELINES),
         }
         return output
+
+
+# `from_pretrained` keywords that say where the files are (they go to the config reader too)
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+# `from_pretrained` keywords that describe the Prompt-CAM config to build around a stock backbone folder
+_PROMPT_CAM_KWARGS = (
+    "num_labels",
+    "id2label",
+    "label2id",
+    "problem_type",
+    "prompt_mode",
+    "prompt_dropout",
+    "drop_path_rate",
+    "initializer_range",
+)
+
+
+def config_for_backbone_folder(pretrained_model_name_or_path, kwargs: dict) -> tuple[PromptCamConfig | None, dict]:
+    """The config to load a folder with when `from_pretrained` got no `config=`, and the keywords left for it.
+
+    A Prompt-CAM folder: `(None, kwargs)`, transformers reads its own config. A stock backbone folder of a supported
+    family (its `config.json` has `model_type` "vit", "dinov2", ..., or a full "clip" / "siglip"): a
+    `PromptCamConfig` whose backbone is that folder's config, with the classes (`num_labels` or `id2label`, required)
+    and any other Prompt-CAM settings taken from the call's keywords. Anything else is refused with a message saying
+    to pass `config=PromptCamConfig(...)`.
+    """
+    hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+    folder_config, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+    model_type = folder_config.get("model_type")
+    if model_type == PromptCamConfig.model_type:
+        return None, kwargs
+    if model_type not in SUPPORTED_BACKBONE_TYPES and model_type not in VISION_TOWER_OF:
+        raise ValueError(
+            f"{pretrained_model_name_or_path!s} holds a {model_type!r} checkpoint, neither a Prompt-CAM folder nor a "
+            f"backbone Prompt-CAM supports ({', '.join(SUPPORTED_BACKBONE_TYPES)}, or a full CLIP / SigLIP model). "
+            "Pass config=PromptCamConfig(backbone_config=..., num_labels=...) for a backbone of a supported family."
+        )
+    settings = {key: kwargs[key] for key in _PROMPT_CAM_KWARGS if key in kwargs}
+    if "num_labels" not in settings and "id2label" not in settings:
+        raise ValueError(
+            f"{pretrained_model_name_or_path!s} is a stock {model_type!r} backbone, not a Prompt-CAM folder, and "
+            "the classes to learn prompts for are not given: pass num_labels=... or id2label={0: 'name', ...} "
+            "(the backbone's config is used as it is), or config=PromptCamConfig(backbone_config=..., num_labels=...)."
+        )
+    remaining = {key: value for key, value in kwargs.items() if key not in _PROMPT_CAM_KWARGS}
+    return PromptCamConfig(backbone_config=folder_config, **settings), remaining
 
 
 def _prompt_cam_task_registered() -> bool:
@@ -174,4 +234,4 @@ def _resolve_backbone_config(backbone_config: PreTrainedConfig | dict | None) ->
     return backbone_config
 
 
-__all__ = ["PromptCamConfig", "SUPPORTED_BACKBONE_TYPES"]
+__all__ = ["PromptCamConfig", "SUPPORTED_BACKBONE_TYPES", "config_for_backbone_folder"]

@@ -33,7 +33,7 @@ from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, is_torchvision_available
 
-from .configuration_promptcam import PromptCamConfig
+from .configuration_promptcam import PromptCamConfig, config_for_backbone_folder
 
 # imported so that saved folders carry the `prompt-cam` pipeline code next to the model code
 from .pipeline_promptcam import PromptCamImageClassificationPipeline  # noqa: F401
@@ -673,10 +673,30 @@ def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> N
         )
 
 
-def _check_labels(labels: torch.Tensor, batch_size: int, num_labels: int) -> None:
+def _check_labels(labels: torch.Tensor, batch_size: int, num_labels: int, problem_type: str | None = None) -> None:
+    """Integer class indices `(batch_size,)`, or with `problem_type="multi_label_classification"` float multi-hot
+    targets `(batch_size, num_labels)` in [0, 1] (transformers' BCE loss takes them as they are)."""
+    if problem_type == "multi_label_classification":
+        if labels.shape != (batch_size, num_labels) or not labels.is_floating_point():
+            raise ValueError(
+                f"labels must be float multi-hot targets of shape ({batch_size}, {num_labels}) with "
+                f"problem_type='multi_label_classification', got {labels.dtype} {tuple(labels.shape)}."
+            )
+        if labels.numel() and (float(labels.min()) < 0.0 or float(labels.max()) > 1.0):
+            raise ValueError(
+                f"multi-label targets must lie in [0, 1] (1 = the class is present), got min {float(labels.min())}, "
+                f"max {float(labels.max())}."
+            )
+        return
     if labels.shape != (batch_size,) or labels.is_floating_point():
+        hint = ""
+        if labels.is_floating_point() and labels.shape == (batch_size, num_labels):
+            hint = (
+                " For multi-hot targets set config.problem_type='multi_label_classification' (binary cross-entropy)."
+            )
         raise ValueError(
             f"labels must be integer class indices of shape ({batch_size},), got {labels.dtype} {tuple(labels.shape)}."
+            + hint
         )
     _check_class_indices("labels", labels, num_labels)
 
@@ -891,7 +911,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         self.driver.check_image_size(pixel_values.shape[2], pixel_values.shape[3], interpolate_pos_encoding)
         batch_size, num_labels = pixel_values.shape[0], self.config.num_labels
         if labels is not None:
-            _check_labels(labels, batch_size, num_labels)
+            _check_labels(labels, batch_size, num_labels, self.config.problem_type)
         if trait_map_classes is not None:
             _check_trait_map_classes(trait_map_classes, batch_size, num_labels)
 
@@ -1057,6 +1077,8 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
                 Class indices in `[0, num_labels)`; the loss is the standard image-classification cross-entropy
                 (with `num_items_in_batch`, as `Trainer` passes it, it stays correct under gradient accumulation).
+                With `config.problem_type="multi_label_classification"`: float multi-hot targets
+                `(batch_size, num_labels)` in [0, 1], and the loss is binary cross-entropy on each class's logit.
             output_trait_maps (`bool`, *optional*, defaults to `False`):
                 Return `trait_maps` `(batch_size, num_labels, num_heads, grid_height, grid_width)`.
             trait_map_classes (`torch.LongTensor` of shape `(batch_size, K)`, *optional*):
@@ -1215,8 +1237,14 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
 
         A stock backbone checkpoint of a supported family (ViT, DINOv2, DINOv3, a CLIP / SigLIP vision tower or a full
         CLIP / SigLIP model) with `config=PromptCamConfig(...)` loads the backbone unchanged and initialises the
-        prompts and head.
+        prompts and head. Without `config=`, the config is built from the folder's own backbone config and the call's
+        `num_labels` / `id2label` (and any other `PromptCamConfig` setting given as a keyword), e.g.
+        `from_pretrained("facebook/dinov2-base", num_labels=200)`; without the classes it is refused.
         """
+        if kwargs.get("config") is None:
+            config, kwargs = config_for_backbone_folder(pretrained_model_name_or_path, kwargs)
+            if config is not None:
+                kwargs["config"] = config
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except RuntimeError as error:
