@@ -13,12 +13,14 @@ from .linear_probe import (
     save_linear_probe,
 )
 from .localization import chance_level, cls_attention_maps, map_peak, peak_hits_mask
+from .metric_modules import ENERGY_IN_MASK_PATH, INSERTION_DELETION_PATH, METRIC_MODULE_PATHS, POINTING_GAME_PATH
 from .metrics import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_KERNEL_SIZE,
     DEFAULT_BLUR_SIGMA,
     DEFAULT_DELETION_VALUE,
     DEFAULT_STEPS,
+    curve_auc,
     energy_in_mask,
     gaussian_blur,
     insertion_deletion,
@@ -54,6 +56,11 @@ from .saliency import (
 )
 
 __all__ = [
+    "ENERGY_IN_MASK_PATH",
+    "INSERTION_DELETION_PATH",
+    "METRIC_MODULE_PATHS",
+    "POINTING_GAME_PATH",
+    "curve_auc",
     "AttentionRollout",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_BLUR_KERNEL_SIZE",

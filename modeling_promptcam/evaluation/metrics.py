@@ -125,6 +125,23 @@ def pixel_ranks(saliency: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return ranks
 
 
+def curve_auc(curves: torch.Tensor, fraction: torch.Tensor | None = None) -> torch.Tensor:
+    """The area under insertion / deletion curves `(B, S)` by the trapezoidal rule over `fraction` `(S,)`, the share
+    of pixels changed at each step (default: S evenly spaced points from 0 to 1). Returns `(B,)`."""
+    curves = torch.as_tensor(curves, dtype=torch.float32)
+    if curves.ndim != 2 or curves.shape[1] < 2:
+        raise ValueError(f"curves must be (batch, steps + 1) with at least 2 points, got {tuple(curves.shape)}.")
+    if fraction is None:
+        fraction = torch.linspace(0.0, 1.0, curves.shape[1])
+    fraction = torch.as_tensor(fraction, dtype=torch.float32, device=curves.device)
+    if fraction.shape != curves.shape[1:] or bool((fraction.diff() < 0).any()):
+        raise ValueError(
+            f"fraction must be {curves.shape[1]} non-decreasing shares of pixels changed (one per curve point), got "
+            f"shape {tuple(fraction.shape)}."
+        )
+    return torch.trapezoid(curves, fraction, dim=-1)
+
+
 @torch.no_grad()
 def insertion_deletion(
     classifier: Callable[[torch.Tensor], torch.Tensor],
@@ -211,7 +228,7 @@ def insertion_deletion(
             curve[images, step] = probabilities.gather(1, target_classes[images][:, None])[:, 0]
             if bar is not None:
                 bar.update()
-        result[metric] = torch.trapezoid(curve, fraction, dim=-1)
+        result[metric] = curve_auc(curve, fraction)
         if return_curves:
             result[f"{metric}_curve"] = curve
     if bar is not None:
@@ -283,6 +300,7 @@ __all__ = [
     "DEFAULT_BLUR_SIGMA",
     "DEFAULT_DELETION_VALUE",
     "DEFAULT_STEPS",
+    "curve_auc",
     "energy_in_mask",
     "gaussian_blur",
     "insertion_deletion",

@@ -5,7 +5,8 @@ and its callbacks, prompt-only (PEFT) adapters, and what goes to the Hub.
 from .adapters import load_prompt_adapter, merge_prompt_adapter, save_prompt_adapter, wrap_for_prompt_training
 from .backbone import BACKBONE_KEY_MAPPING, build_model
 from .callbacks import CollationObserver, SampleIdRecorder, TrainerCheckpointFormat
-from .hub import model_card, push_folder, write_model_card
+from .hub import card_data, model_card, push_folder, write_model_card
+from .metrics import CLASSIFICATION_ACCURACY_PATH, METRIC_MODULES, ClassificationMetrics, load_metric_module
 from .options import TrainOptions
 from .recipe import Recipe, hub_config_dir, load_preset, preset_names
 from .trainer import (
@@ -20,6 +21,9 @@ from .trainer import (
 
 __all__ = [
     "BACKBONE_KEY_MAPPING",
+    "CLASSIFICATION_ACCURACY_PATH",
+    "ClassificationMetrics",
+    "METRIC_MODULES",
     "CollationObserver",
     "Recipe",
     "SampleIdRecorder",
@@ -29,9 +33,11 @@ __all__ = [
     "TrainOptions",
     "accuracy_metric",
     "build_model",
+    "card_data",
     "check_output_dir",
     "hub_config_dir",
     "last_complete_checkpoint",
+    "load_metric_module",
     "load_preset",
     "load_prompt_adapter",
     "merge_prompt_adapter",

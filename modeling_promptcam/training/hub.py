@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 CITATION = """@InProceedings{Chowdhury_2025_CVPR,
   author    = {Chowdhury, Arpita and Paul, Dipanjyoti and Mai, Zheda and Gu, Jianyang and Zhang, Ziheng and
@@ -15,27 +16,84 @@ CITATION = """@InProceedings{Chowdhury_2025_CVPR,
 }"""
 
 
+# what the card's `license:` says until the user sets it: the weights inherit the backbone's and the data's terms,
+# which only the user knows (the Hub reads "other" with a `license_name` as "see the card")
+LICENSE_PLACEHOLDER = "other"
+LICENSE_NAME_PLACEHOLDER = "set-me-to-the-licence-of-the-backbone-and-data"
+TAGS = ("prompt-cam", "interpretability", "fine-grained", "image-classification")
+# the validation metrics the card reports: summary["validation_metrics"] key -> (model-index metric type, name)
+CARD_METRICS = {
+    "accuracy": ("accuracy", "top-1 accuracy"),
+    "top5_accuracy": ("top_5_accuracy", "top-5 accuracy"),
+    "mean_per_class_accuracy": ("mean_per_class_accuracy", "mean per-class accuracy"),
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_id_or_none(name: object) -> str | None:
+    """`name` when it reads as a Hub repository id (`owner/name`) and is not a local folder, else None."""
+    name = str(name or "")
+    return name if _HUB_ID.match(name) and not os.path.exists(name) else None
+
+
+def card_data(summary: dict):
+    """The card's metadata (`huggingface_hub.ModelCardData`): library, task, base model, tags, data, metrics, licence.
+
+    `base_model` is the backbone's Hub id when the run named one (a local backbone folder has no id to give);
+    `datasets` the Hub id of the data when it has one, else the local folder's name; `model-index` holds the
+    validation metrics the run measured (none without a validation split). `license` is `summary["license"]`, or
+    a placeholder ("other" with a `license_name` asking to set it) for the user to replace.
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    source = str(summary.get("data_dir") or "").rstrip("/")
+    dataset = hub_id_or_none(source) or os.path.basename(source) or None
+    metrics = dict(summary.get("validation_metrics") or {})
+    if "accuracy" not in metrics and isinstance(summary.get("validation_accuracy"), float):
+        metrics["accuracy"] = summary["validation_accuracy"]
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="validation",
+            metric_type=metric_type,
+            metric_name=metric_name,
+            metric_value=float(metrics[key]),
+        )
+        for key, (metric_type, metric_name) in CARD_METRICS.items()
+        if dataset and isinstance(metrics.get(key), (int, float))
+    ]
+    license_id = summary.get("license") or LICENSE_PLACEHOLDER
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        base_model=hub_id_or_none(summary.get("backbone")),
+        tags=[*TAGS, *(["peft"] if summary.get("prompts_only") else [])],
+        datasets=[dataset] if dataset else None,
+        metrics=[result.metric_type for result in eval_results] or None,
+        license=license_id,
+        license_name=LICENSE_NAME_PLACEHOLDER if license_id == LICENSE_PLACEHOLDER else None,
+        model_name=f"prompt-cam-{os.path.basename(str(summary.get('backbone') or 'backbone').rstrip('/'))}",
+        eval_results=eval_results or None,
+    )
+
+
 def model_card(summary: dict) -> str:
-    """A README.md for a trained Prompt-CAM folder: data, metrics, recipe, how to load, citation."""
+    """A README.md for a trained Prompt-CAM folder: metadata front matter (see [`card_data`]), then data, metrics,
+    recipe, how to load, citation."""
     recipe = summary.get("recipe", {})
     accuracy = summary.get("validation_accuracy")
     accuracy_text = f"{accuracy:.4f}" if isinstance(accuracy, float) else "not measured (no validation split)"
     prompts_only = summary.get("prompts_only", False)
     rows = "\n".join(f"| {key} | {value} |" for key, value in recipe.items())
-    front_matter = "\n".join(
-        [
-            "---",
-            "library_name: transformers",
-            "pipeline_tag: image-classification",
-            "tags:",
-            "- prompt-cam",
-            "- interpretability",
-            "- image-classification",
-            *(["- peft"] if prompts_only else []),
-            f"base_model: {summary.get('backbone')}",
-            "---",
-        ]
+    metric_rows = "".join(
+        f"\n| validation {name} | {value:.4f} |"
+        for key, (_, name) in CARD_METRICS.items()
+        if key != "accuracy" and isinstance(value := (summary.get("validation_metrics") or {}).get(key), float)
     )
+    front_matter = f"---\n{card_data(summary).to_yaml()}\n---"
     if prompts_only:
         loading = f"""This folder holds only the prompts and the scoring head (a PEFT adapter, `modules_to_save`), to be
 loaded on the backbone `{summary.get("backbone")}`:
@@ -73,7 +131,7 @@ prompt looks in the image (its trait maps).
 
 | metric | value |
 |---|---|
-| validation top-1 accuracy | {accuracy_text} |
+| validation top-1 accuracy | {accuracy_text} |{metric_rows}
 | final training loss | {summary.get("train_loss")} |
 
 ## Training recipe
@@ -90,12 +148,25 @@ images resized to `train_resize`, randomly cropped to `image_size` and flipped; 
 
 {loading}
 
+## License
+
+{_license_text(summary)}
+
 ## Citation
 
 ```bibtex
 {CITATION}
 ```
 """
+
+
+def _license_text(summary: dict) -> str:
+    if summary.get("license"):
+        return f"`{summary['license']}`."
+    return (
+        "Not set: replace `license:` (and `license_name:`) in the metadata above with the terms of these weights; "
+        "they derive from the backbone's weights and the training data, so those licences apply."
+    )
 
 
 def write_model_card(folder: str, summary: dict) -> None:
@@ -112,4 +183,4 @@ def push_folder(folder: str, repo_id: str, private: bool = False) -> str:
     return f"https://huggingface.co/{repo_id}"
 
 
-__all__ = ["model_card", "push_folder", "write_model_card"]
+__all__ = ["card_data", "hub_id_or_none", "model_card", "push_folder", "write_model_card"]

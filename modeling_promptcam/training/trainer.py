@@ -21,17 +21,11 @@ from ..files import write_json_atomically
 from ..modeling_promptcam import promptcam_image_processor
 from .backbone import build_model
 from .callbacks import CollationObserver, TrainerCheckpointFormat
+from .metrics import ClassificationMetrics, accuracy_metric
 from .options import TrainOptions
 
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is incomplete
 SUMMARY_FILE = "training_summary.json"
-
-
-def accuracy_metric(eval_prediction) -> dict[str, float]:
-    """Top-1 accuracy, computed here (the `evaluate` library would download its metric from the Hub)."""
-    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -158,7 +152,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
         train_dataset=dataset["train"],
         eval_dataset=dataset["validation"] if has_validation else None,
         data_collator=collator,
-        compute_metrics=accuracy_metric,
+        compute_metrics=ClassificationMetrics(),  # eval_accuracy, eval_top5_accuracy, eval_mean_per_class_accuracy
         processing_class=image_processor,
         callbacks=[TrainerCheckpointFormat(), *callbacks],
     )
@@ -175,6 +169,12 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
         "preset": options.preset,
         "train_loss": result.training_loss,
         "validation_accuracy": metrics.get("eval_accuracy"),
+        # every validation metric of the final evaluation, without the Trainer's "eval_" prefix (the model card's)
+        "validation_metrics": {
+            name[len("eval_") :]: value
+            for name, value in metrics.items()
+            if name[len("eval_") :] in ("accuracy", "top5_accuracy", "mean_per_class_accuracy")
+        },
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "world_size": arguments.world_size,
         "prompts_only": options.save_prompts_only,
