@@ -91,7 +91,7 @@ def test_the_accuracy_module_refuses_bad_input_with_the_fix():
 def test_every_module_loads_from_its_folder_with_the_network_cut(tmp_path):
     # a fresh HF_HOME (nothing cached) and every socket refused: loading and computing must not need the Hub
     script = textwrap.dedent(
-        f"""
+        """
         import socket
 
         def refuse(*args, **kwargs):

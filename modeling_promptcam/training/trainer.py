@@ -11,7 +11,6 @@ import math
 import os
 import shutil
 
-import numpy as np
 import torch
 
 from ..data.folders import check_image_folder
