@@ -218,6 +218,7 @@ def test_model_card_front_matter_parses_with_the_hub_metadata(tmp_path):
     assert metadata["license"] == "other" and "licence" in metadata["license_name"]
     assert metadata["metrics"] == ["accuracy", "top_5_accuracy", "mean_per_class_accuracy"]
 
+    assert metadata["model-index"][0]["name"] == "prompt-cam-dinov2-base"
     card = ModelCard.load(tmp_path / "README.md")
     results = {result.metric_type: result for result in card.data.eval_results}
     assert {name: result.metric_value for name, result in results.items()} == {
@@ -242,6 +243,7 @@ def test_model_card_metadata_for_a_local_backbone_an_adapter_and_a_set_licence()
         {**SUMMARY, "backbone": "/models/my-dinov2", "prompts_only": True, "license": "cc-by-nc-4.0"}
     ).to_dict()
     assert "base_model" not in data  # a local folder is not a Hub id
+    assert data["model-index"][0]["name"] == "prompt-cam"
     assert data["tags"][-1] == "peft" and data["license"] == "cc-by-nc-4.0" and "license_name" not in data
     no_validation = card_data({**SUMMARY, "validation_accuracy": None, "validation_metrics": {}}).to_dict()
     assert "model-index" not in no_validation and "metrics" not in no_validation

@@ -66,16 +66,17 @@ def card_data(summary: dict):
         if dataset and isinstance(metrics.get(key), (int, float))
     ]
     license_id = summary.get("license") or LICENSE_PLACEHOLDER
+    base_model = hub_id_or_none(summary.get("backbone"))
     return ModelCardData(
         library_name="transformers",
         pipeline_tag="image-classification",
-        base_model=hub_id_or_none(summary.get("backbone")),
+        base_model=base_model,
         tags=[*TAGS, *(["peft"] if summary.get("prompts_only") else [])],
         datasets=[dataset] if dataset else None,
         metrics=[result.metric_type for result in eval_results] or None,
         license=license_id,
         license_name=LICENSE_NAME_PLACEHOLDER if license_id == LICENSE_PLACEHOLDER else None,
-        model_name=f"prompt-cam-{os.path.basename(str(summary.get('backbone') or 'backbone').rstrip('/'))}",
+        model_name=f"prompt-cam-{base_model.split('/')[-1]}" if base_model else "prompt-cam",
         eval_results=eval_results or None,
     )
 
