@@ -66,6 +66,13 @@ def test_trainer_metrics_are_top1_top5_and_mean_per_class_accuracy():
     )
 
 
+def test_trainer_metrics_refuse_multi_hot_labels_naming_the_fix():
+    with pytest.raises(
+        ValueError, match=r"label_ids must be class indices \(N,\), got shape \(6, 6\).*compute_metrics"
+    ):
+        ClassificationMetrics()(EvalPrediction(predictions=LOGITS, label_ids=np.eye(6)))
+
+
 def test_the_accuracy_module_takes_any_k_and_caps_it_at_the_class_count():
     metric = evaluate.load(CLASSIFICATION_ACCURACY_PATH, keep_in_memory=True)
     assert metric.compute(predictions=LOGITS, references=LABELS, top_k=2)["top2_accuracy"] == pytest.approx(4 / 6)

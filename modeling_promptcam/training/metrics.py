@@ -36,6 +36,12 @@ class ClassificationMetrics:
     def __call__(self, eval_prediction) -> dict[str, float]:
         logits, labels = eval_prediction.predictions, eval_prediction.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
+        if np.ndim(labels) != 1:
+            raise ValueError(
+                f"ClassificationMetrics scores single-label runs: label_ids must be class indices (N,), got shape "
+                f"{np.shape(labels)} (multi-hot targets?). For problem_type='multi_label_classification' pass a "
+                "compute_metrics of your own, e.g. evaluate's multi-label f1 on sigmoid(logits) > 0.5."
+            )
         result = self.metric.compute(
             predictions=np.asarray(logits, dtype=np.float32), references=np.asarray(labels), top_k=self.top_k
         )
