@@ -68,7 +68,7 @@ def test_symlinked_class_folders_and_files_are_followed_and_a_link_loop_is_read_
 @pytest.mark.parametrize(
     ("layout", "named"),
     [
-        ({"train/only/1.png"}, ["only", "two classes", "add another class"]),
+        ({"train/only/1.png"}, ["only", "two classes", "another folder in train/"]),
         ({"train/a/1.png", "train/b/notes.txt"}, ["without images", "b"]),
         ({"train/a/1.png", "train/b/2.png", "val/c/3.png"}, ["c", "add them to train/"]),
         ({"train/1.png"}, ["no class sub-folders", "train/<class>/"]),
@@ -86,3 +86,45 @@ def test_unusable_layouts_are_refused_before_anything_is_loaded(tmp_path, layout
         load_image_folder(str(tmp_path))
     for text in named:
         assert text in str(raised.value)
+
+
+def test_a_saved_dataset_with_one_class_is_refused_too(tmp_path):
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["only"])})
+    _image(tmp_path / "x.png", 1)
+    saved = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"image": [str(tmp_path / "x.png")], "label": [0]}, features=features)}
+    )
+    saved.save_to_disk(str(tmp_path / "saved"))
+    from modeling_promptcam.data.loading import load_saved_dataset
+
+    with pytest.raises(DataError, match="needs at least two classes"):
+        load_saved_dataset(str(tmp_path / "saved"))
+
+
+def test_promptcam_train_on_one_class_exits_1_before_training(tmp_path, capsys):
+    from modeling_promptcam.cli import main as cli_main
+    from tests.helpers.training import write_tiny_backbone
+
+    _image(tmp_path / "data" / "train" / "only" / "1.png", 1)
+    _image(tmp_path / "data" / "train" / "only" / "sub" / "2.png", 2)
+    write_tiny_backbone(tmp_path / "backbone")
+    out = tmp_path / "run"
+    code = cli_main(
+        [
+            "train",
+            "--backbone",
+            str(tmp_path / "backbone"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--output-dir",
+            str(out),
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "0",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "has one class (only)" in err and "needs at least two classes" in err and "Traceback" not in err
+    assert not (out / "final").exists()

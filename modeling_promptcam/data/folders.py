@@ -78,11 +78,6 @@ def check_image_folder(data_dir: str, verify_images: bool = True) -> ImageFolder
     class_names = class_folders(train_dir)
     if not class_names:
         raise DataError(f"{train_dir} has no class sub-folders; put each class's images in train/<class>/.")
-    if len(class_names) < 2:
-        raise DataError(
-            f"{train_dir} has one class ({class_names[0]}); Prompt-CAM learns what tells classes apart and needs at "
-            "least two classes: add another class folder to train/."
-        )
     validation_dir = next(
         (os.path.join(data_dir, name) for name in VALIDATION_FOLDERS if os.path.isdir(os.path.join(data_dir, name))),
         None,

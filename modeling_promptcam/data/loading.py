@@ -10,6 +10,16 @@ from .folders import DataError, ImageFolderSplits, check_image_folder
 from .transforms import SAMPLE_ID
 
 
+def check_two_classes(class_names: list[str], source: str) -> None:
+    """Raise [`DataError`] unless the training data `source` has at least two classes: Prompt-CAM learns what tells
+    classes apart (with one class every image is "right" and no trait is learned)."""
+    if len(class_names) < 2:
+        raise DataError(
+            f"{source} has one class ({', '.join(class_names) or 'none'}); Prompt-CAM learns what tells classes apart "
+            "and needs at least two classes: add another class (for an image folder, another folder in train/)."
+        )
+
+
 def load_image_folder(data_dir: str, verify_images: bool = True, splits: ImageFolderSplits | None = None):
     """Check the folder (unless `splits` says it was checked), then build the datasets from its listing
     ([`check_image_folder`]: exactly the files it listed, nothing `datasets` infers). Returns the `DatasetDict`
@@ -19,6 +29,7 @@ def load_image_folder(data_dir: str, verify_images: bool = True, splits: ImageFo
     datasets = require("datasets", "train", "Training")
     if splits is None:
         splits = check_image_folder(data_dir, verify_images)
+    check_two_classes(splits.class_names, splits.train_dir)
     features = datasets.Features(
         {
             "image": datasets.Image(),
@@ -68,6 +79,7 @@ def load_saved_dataset(name_or_path: str, image_column: str = "image", label_col
             dataset[split] = dataset[split].rename_column(label_column, "label")
     if len(dataset["train"]) == 0:
         raise DataError(f"The train split of {name_or_path} is empty.")
+    check_two_classes(list(dataset["train"].features["label"].names), f"The train split of {name_or_path}")
     offset = 0
     for split in dataset:
         dataset[split] = dataset[split].add_column(SAMPLE_ID, list(range(offset, offset + len(dataset[split]))))
