@@ -19,7 +19,7 @@ REMOTE_CODE_ALLOWED = {"torch", "transformers", "__future__"} | set(sys.stdlib_m
 # layer, never a higher one or one of the same layer
 LAYERS = [
     {"model"},
-    {"files", "extras", "compat"},
+    {"files", "extras", "compat", "ranges"},
     {"data"},
     {"convert", "training", "explain"},
     {"evaluation"},

@@ -14,7 +14,7 @@ import pytest
 
 import modeling_promptcam
 from modeling_promptcam.cli import COMMANDS, build_parser, main, parse_command_line
-from modeling_promptcam.cli.errors import KNOWN_ERRORS, UsageError, run_command
+from modeling_promptcam.cli.errors import DEBUG_VARIABLE, KNOWN_ERRORS, UsageError, run_command
 from modeling_promptcam.cli.parser import OptionsParser
 from modeling_promptcam.configuration_promptcam import PROMPT_MODES
 from modeling_promptcam.convert import BACKBONE_BUILDERS, BACKBONE_KINDS, ConvertOptions, convert_checkpoint
@@ -164,10 +164,12 @@ def test_one_error_path(error, code, capsys):
     assert captured.err == f"error: {error}\n" and captured.out == ""
 
 
-def test_an_unknown_failure_keeps_its_traceback():
+def test_an_unknown_failure_keeps_its_traceback(monkeypatch):
     def broken():
         raise KeyError("a bug, not a user error")
 
+    # without it, one line says where to report the bug (tests/test_cli_bad_input.py)
+    monkeypatch.setenv(DEBUG_VARIABLE, "1")
     with pytest.raises(KeyError):
         run_command(broken)
 

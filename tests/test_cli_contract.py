@@ -131,11 +131,18 @@ def test_recorded_choices_are_all_accepted(command, entry, capsys):
         assert exits_with_usage_error(wrong, capsys)
 
 
-# what each recorded value type makes of a command-line value: (text, value) pairs, and texts it refuses
+# what each recorded value type makes of a command-line value: (text, value) pairs, and texts it refuses. The ranged
+# types (issue 15: every numeric option has a range) refuse what is out of their range, and every float refuses
+# NaN and infinity.
 MEANINGS = {
     "int": ([("3", 3), ("-1", -1)], ["x", "1.5"]),
-    "float": ([("0.25", 0.25), ("1e-3", 1e-3)], ["x"]),
-    "_positive_int": ([("3", 3), ("1", 1)], ["0", "-2", "x"]),
+    "float": ([("0.25", 0.25), ("1e-3", 1e-3)], ["x", "nan", "inf"]),
+    "_positive_int": ([("3", 3), ("1", 1)], ["0", "-2", "x", "1.5"]),
+    "int>=0": ([("3", 3), ("0", 0)], ["-1", "x", "1.5"]),
+    "int[0,65535]": ([("3", 3), ("0", 0), ("65535", 65535)], ["-1", "65536", "x"]),
+    "float>0": ([("0.25", 0.25), ("1e-3", 1e-3)], ["0", "-1", "x", "nan", "inf"]),
+    "float>=0": ([("0.25", 0.25), ("1e-3", 1e-3), ("0", 0.0)], ["-1e-3", "x", "nan", "inf", "-inf"]),
+    "float[0,1]": ([("0.25", 0.25), ("1e-3", 1e-3), ("1", 1.0), ("0", 0.0)], ["1.5", "-0.1", "x", "nan", "inf"]),
     "_stop_rule": ([("misclassified", "misclassified"), ("2", 2)], ["many"]),
     "_heads": ([("top", "top"), ("all", "all"), ("3", 3)], ["some"]),
     None: ([("some-text", "some-text")], []),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..ranges import check_ranges
 from .explorer import DEFAULT_HOST, DEFAULT_PORT
 
 
@@ -29,13 +30,17 @@ class AppOptions:
             "help": "address to bind (default: %(default)s, this machine only; 0.0.0.0 serves every network interface)"
         },
     )
-    port: int = field(default=DEFAULT_PORT, metadata={"help": "port"})
+    port: int = field(default=DEFAULT_PORT, metadata={"min": 0, "max": 65535, "help": "port"})
     max_pixels: int | None = field(
         default=None,
         metadata={
-            "help": "refuse larger uploads with a message (default: PIL's decompression-bomb limit, about 89 megapixels)"
+            "min": 1,
+            "help": "refuse larger uploads with a message (default: PIL's decompression-bomb limit, about 89 megapixels)",
         },
     )
+
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
 
 
 __all__ = ["AppOptions"]

@@ -11,7 +11,9 @@ HfArgumentParser cannot express, each asked for by a metadata key (docs/cli.md s
   (HfArgumentParser's `--flag [VALUE]` would swallow a positional argument that follows it);
 - `tuple[X, ...]` fields: one or more values (`nargs="+"`), stored as a tuple as the library expects;
 - `"parse": function`: a value reader such as `parse_stop_rule` (its `ValueError` becomes a usage error);
-- `"min": n`: an integer of at least n;
+- `"min"`, `"max"`, `"above"` (and every `float` field): a number in a range, read and checked by the package's one
+  range rule (modeling_promptcam/ranges.py), which the options dataclasses also apply; the range is shown in `--help`
+  and an out-of-range value is a usage error that says it;
 - `"one_of": name`: fields sharing the name form a required group, exactly one of which is given;
 - `"cli": False`: a field for programmatic use only (a dict of further arguments), not on the command line.
 """
@@ -29,8 +31,10 @@ from collections.abc import Callable, Iterable
 
 from transformers import HfArgumentParser
 
+from ..ranges import RANGE_KEYS, describe_range, has_range, numeric_kind, out_of_range
+
 # the metadata keys OptionsParser reads itself; everything else in a field's metadata goes to argparse
-OWN_KEYS = ("positional", "parse", "min", "one_of", "cli")
+OWN_KEYS = ("positional", "parse", *RANGE_KEYS, "one_of", "cli")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -41,11 +45,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         default = action.default
         if action.required or action.nargs == 0 or default is None or default is argparse.SUPPRESS:
-            return text
+            return text + _range_of(action)
         if "(default" in text:
-            return text
+            return text + _range_of(action)
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
-        return f"{text} (default: {shown.replace('%', '%%')})"
+        return f"{text}{_range_of(action)} (default: {shown.replace('%', '%%')})"
+
+
+def _range_of(action: argparse.Action) -> str:
+    """ " (an integer >= 1)": the range of a numeric flag for its `--help` line (empty for other flags)."""
+    text = getattr(action.type, "range_text", None)
+    return f" ({text})" if text else ""
 
 
 class _StoreTuple(argparse.Action):
@@ -72,6 +82,7 @@ class OptionsParser(HfArgumentParser):
         # work on a copy: HfArgumentParser rewrites `field.type` (dropping `| None`), and the dataclass is library API
         field = copy.copy(field)
         own = {key: field.metadata[key] for key in OWN_KEYS if key in field.metadata}
+        own["ranged"] = "parse" not in own and has_range(field.type, field.metadata)
         if own.get("cli", True) is False:
             return
         field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k not in OWN_KEYS})
@@ -82,7 +93,7 @@ class OptionsParser(HfArgumentParser):
             if field.default is dataclasses.MISSING:
                 field.default = None  # the group is required; the member not given is None
         value_type = _without_none(field.type)
-        if own.get("positional") or "parse" in own or "min" in own or value_type is bool or _is_tuple(value_type):
+        if own.get("positional") or "parse" in own or value_type is bool or _is_tuple(value_type) or own["ranged"]:
             _add_argument(parser, field, value_type, own)
         else:
             HfArgumentParser._parse_dataclass_field(parser, field)
@@ -128,8 +139,8 @@ def _add_argument(parser, field: dataclasses.Field, value_type, own: dict) -> No
         kwargs["type"] = value_type
     if "parse" in own:
         kwargs["type"] = _value_reader(own["parse"])
-    elif "min" in own:
-        kwargs["type"] = _integer_reader(own["min"])
+    elif own["ranged"]:
+        kwargs["type"] = _number_reader(numeric_kind(field.type), own)
     if own.get("positional"):
         if default is not dataclasses.MISSING:
             raise ValueError(f"{field.name}: positional arguments are required; give the field no default.")
@@ -155,18 +166,21 @@ def _value_reader(parse: Callable[[str], object]) -> Callable[[str], object]:
     return read
 
 
-def _integer_reader(minimum: int) -> Callable[[str], int]:
-    def read(text: str) -> int:
+def _number_reader(kind: type, bounds: dict) -> Callable[[str], int | float]:
+    """argparse `type=` for a numeric field: the number, or a usage error saying the range (ranges.py's words)."""
+
+    def read(text: str) -> int | float:
         try:
-            number = int(text)
+            number = kind(text)
         except ValueError:
-            number = None
-        if number is None or number < minimum:
-            wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+            number = text
+        problem = out_of_range(number, bounds, integer=kind is int)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
         return number
 
-    read.__name__ = f"integer_from_{minimum}"
+    read.__name__ = kind.__name__
+    read.range_text = describe_range(bounds, integer=kind is int)
     return read
 
 

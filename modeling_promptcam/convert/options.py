@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..ranges import check_ranges
 from .official import BACKBONE_FAMILIES
 from .open_clip import ACTIVATIONS
 
@@ -29,7 +30,8 @@ class ConvertOptions:
         }
     )
     num_heads: int = field(
-        default=12, metadata={"help": "attention heads of the backbone (the weights cannot tell; ViT-B: 12, ViT-S: 6)"}
+        default=12,
+        metadata={"min": 1, "help": "attention heads of the backbone (the weights cannot tell; ViT-B: 12, ViT-S: 6)"},
     )
     backbone: str | None = field(
         default=None,
@@ -49,6 +51,9 @@ class ConvertOptions:
     )
     overwrite: bool = field(default=False, metadata={"help": "write into a non-empty output folder"})
 
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
+
 
 @dataclass
 class BackboneOptions:
@@ -67,7 +72,7 @@ class BackboneOptions:
         },
     )
     num_heads: int | None = field(
-        default=None, metadata={"help": "bioclip: attention heads (default: width / 64, as OpenCLIP)"}
+        default=None, metadata={"min": 1, "help": "bioclip: attention heads (default: width / 64, as OpenCLIP)"}
     )
     activation: str | None = field(
         default=None,
@@ -81,6 +86,9 @@ class BackboneOptions:
         metadata={"help": "bioclip: the checkpoint's open_clip_config.json, read for quick_gelu (default: none)"},
     )
     overwrite: bool = field(default=False, metadata={"help": "write into a non-empty output folder"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
 
 
 __all__ = ["BACKBONE_KINDS", "BackboneOptions", "ConvertOptions"]

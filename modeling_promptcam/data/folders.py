@@ -6,6 +6,12 @@ Folder layout (what the official preparation scripts produce)::
     DATA/train/<class>/*.jpg
     DATA/val/<class>/*.jpg      (optional; `validation/` or `test/` also work)
 
+What is read (the one listing rule; `load_image_folder` trains on exactly this list): the classes are the sorted
+sub-folders of `train/`; a class's images are the files with an image extension (`IMAGE_EXTENSIONS`) at any depth
+below its folder; names starting with "." (hidden files and folders) are skipped; symbolic links to folders and
+files are followed (a folder reached twice through links is read once). Anything else (a `metadata.csv`, a
+`README`) is ignored.
+
 Corrupt or unreadable image files stop the run before training, listing their paths: silently skipping them would
 change the data without anyone noticing, and a crash in the middle of an epoch would lose time.
 """
@@ -32,16 +38,29 @@ class ImageFolderSplits:
     validation_dir: str | None
     class_names: list[str]
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> images
+    images: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # split -> class -> image paths
 
 
 def class_folders(split_dir: str) -> list[str]:
+    """The class names of a split folder: its sub-folders (links to folders included), hidden ones skipped, sorted."""
     return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith("."))
 
 
 def images_in(folder: str) -> list[str]:
-    paths = []
-    for root, _, files in os.walk(folder):
-        paths += [os.path.join(root, f) for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+    """The image files at any depth below `folder` (the module docstring's rule), sorted."""
+    paths, seen = [], set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree (or two links to one folder): read it once, never loop
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        paths += [
+            os.path.join(root, name)
+            for name in files
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+        ]
     return sorted(paths)
 
 
@@ -75,8 +94,9 @@ def check_image_folder(data_dir: str, verify_images: bool = True) -> ImageFolder
                 f"{folder} has classes that train/ does not: {', '.join(unknown[:10])}. Every validation class needs "
                 "training images; add them to train/ or remove them from the validation folder."
             )
-        splits.counts[split] = {name: len(images_in(os.path.join(folder, name))) for name in classes}
-        images[split] = [path for name in classes for path in images_in(os.path.join(folder, name))]
+        splits.images[split] = {name: images_in(os.path.join(folder, name)) for name in classes}
+        splits.counts[split] = {name: len(paths) for name, paths in splits.images[split].items()}
+        images[split] = [path for paths in splits.images[split].values() for path in paths]
     empty = [name for name, count in splits.counts["train"].items() if count == 0]
     if empty:
         raise DataError(f"train/ classes without images: {', '.join(empty[:10])}; remove those folders or add images.")

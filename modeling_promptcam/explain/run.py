@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..data.images import open_rgb
-from ..files import check_model_folder, write_atomically
+from ..files import ModelFolderError, check_model_folder, write_atomically
 from .explanation import Explanation, explain_image, resolve_class
 from .options import ExplainOptions
 
@@ -42,8 +42,8 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
     `OUTPUT_DIR/report.html` with every figure embedded. Images are converted to RGB the way training converts them
     (16-bit images rescaled, not clipped).
 
-    Raises `FileNotFoundError` when `options.model` is not a saved model folder and `ImportError` without matplotlib
-    (the `viz` extra); a missing or unreadable image and an unknown class name are reported in the result instead.
+    Raises `FileNotFoundError` when `options.model` is not a saved model folder, `ModelFolderError` when it is damaged
+    or holds another kind of model, and `ImportError` without matplotlib (the `viz` extra); a missing or unreadable image and an unknown class name are reported in the result instead.
     """
     from PIL import UnidentifiedImageError
     from tqdm.auto import tqdm
@@ -54,8 +54,20 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
     from .report import write_html_report
 
     check_model_folder(options.model)
-    model = PromptCamForImageClassification.from_pretrained(options.model).eval()
-    processor = AutoImageProcessor.from_pretrained(options.model)
+    try:
+        model = PromptCamForImageClassification.from_pretrained(options.model).eval()
+        processor = AutoImageProcessor.from_pretrained(options.model)
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        RuntimeError,
+    ) as error:  # what transformers raises for a bad folder
+        raise ModelFolderError(
+            f"cannot load the model in {options.model} ({type(error).__name__}: {error}); save or convert it again."
+        ) from error
+    top_k = min(options.top_k, model.config.num_labels)  # asking for more predictions than classes lists them all
     result = ExplainResult(
         options.output_dir, os.path.join(options.output_dir, REPORT_FILE), images=len(options.images)
     )
@@ -72,7 +84,7 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
             classes.append(index)
 
     os.makedirs(options.output_dir, exist_ok=True)
-    items, used_names = [], set()
+    items, used_names = [], {REPORT_FILE}  # an image named report.html.png must not take the report's path
     for path in tqdm(options.images, desc="explaining", unit="image", disable=not options.progress):
         try:
             image = open_rgb(path)
@@ -84,7 +96,7 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
             # imagefolder layout: a parent folder named like a class gives the true class
             true_class = resolve_class(model, os.path.basename(os.path.dirname(os.path.abspath(path))))
             explanation = explain_image(
-                model, processor, image, options.top_k, classes, true_class, blur=options.blur, stop=options.stop
+                model, processor, image, top_k, classes, true_class, blur=options.blur, stop=options.stop
             )
             folder = os.path.join(options.output_dir, _unique(os.path.splitext(os.path.basename(path))[0], used_names))
             os.makedirs(folder, exist_ok=True)

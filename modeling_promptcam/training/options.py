@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..compat import renamed_fields
 from ..configuration_promptcam import PROMPT_MODES
+from ..ranges import check_ranges
 from .recipe import Recipe, load_preset
 
 
@@ -30,41 +31,47 @@ class TrainOptions:
         metadata={"help": "a recipe from hub_configs/, e.g. cub-dino, cub-dinov2 (default: the paper's recipe)"},
     )
     epochs: int | None = field(
-        default=None, metadata={"help": "training epochs (default: the recipe's; paper: 100-130)"}
+        default=None, metadata={"min": 1, "help": "training epochs (default: the recipe's; paper: 100-130)"}
     )
     warmup_epochs: int | None = field(
-        default=None, metadata={"help": "linear warm-up epochs (default: the recipe's; paper: 20)"}
+        default=None, metadata={"min": 0, "help": "linear warm-up epochs (default: the recipe's; paper: 20)"}
     )
     batch_size: int | None = field(
-        default=None, metadata={"help": "images per device and step (default: the recipe's; paper: 16)"}
+        default=None, metadata={"min": 1, "help": "images per device and step (default: the recipe's; paper: 16)"}
     )
     learning_rate: float | None = field(
         default=None,
         metadata={
+            "above": 0,
             "help": "peak learning rate (default: the recipe's; paper: 0.001-0.01 by dataset)",
             "aliases": ["--lr"],
         },
     )
     lr_min: float | None = field(
         default=None,
-        metadata={"help": "final learning rate of the cosine schedule (default: the recipe's; paper: 1e-6)"},
+        metadata={"min": 0, "help": "final learning rate of the cosine schedule (default: the recipe's; paper: 1e-6)"},
     )
     weight_decay: float | None = field(
-        default=None, metadata={"help": "SGD weight decay (default: the recipe's; paper: 1e-3)"}
+        default=None, metadata={"min": 0, "help": "SGD weight decay (default: the recipe's; paper: 1e-3)"}
     )
-    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (default: the recipe's; paper: 0.9)"})
+    momentum: float | None = field(
+        default=None, metadata={"min": 0, "max": 1, "help": "SGD momentum (default: the recipe's; paper: 0.9)"}
+    )
     prompt_mode: str | None = field(
         default=None,
         metadata={"help": "prompt variant (default: the recipe's; paper: deep)", "choices": PROMPT_MODES},
     )
     prompt_dropout: float | None = field(
-        default=None, metadata={"help": "prompt dropout (default: the recipe's; paper: 0.1 DINO, 0 DINOv2)"}
+        default=None,
+        metadata={"min": 0, "max": 1, "help": "prompt dropout (default: the recipe's; paper: 0.1 DINO, 0 DINOv2)"},
     )
     drop_path_rate: float | None = field(
-        default=None, metadata={"help": "stochastic depth (default: the recipe's; paper: 0.1 DINO, 0 DINOv2)"}
+        default=None,
+        metadata={"min": 0, "max": 1, "help": "stochastic depth (default: the recipe's; paper: 0.1 DINO, 0 DINOv2)"},
     )
     image_size: int | None = field(
-        default=None, metadata={"help": "training / evaluation image size (default: the recipe's; paper: 224)"}
+        default=None,
+        metadata={"min": 1, "help": "training / evaluation image size (default: the recipe's; paper: 224)"},
     )
     save_prompts_only: bool = field(
         default=False,
@@ -78,14 +85,14 @@ class TrainOptions:
         default=None,
         metadata={"help": "upload the final folder to this Hub repository (default: no upload)", "metavar": "REPO"},
     )
-    seed: int = field(default=42, metadata={"help": "random seed"})
+    seed: int = field(default=42, metadata={"min": 0, "help": "random seed"})
     eval_steps: int | None = field(
-        default=None, metadata={"help": "evaluate and save every N steps (default: every epoch)"}
+        default=None, metadata={"min": 1, "help": "evaluate and save every N steps (default: every epoch)"}
     )
     gradient_accumulation_steps: int = field(
-        default=1, metadata={"help": "steps whose gradients are summed per update"}
+        default=1, metadata={"min": 1, "help": "steps whose gradients are summed per update"}
     )
-    num_workers: int = field(default=0, metadata={"help": "data loading worker processes"})
+    num_workers: int = field(default=0, metadata={"min": 0, "help": "data loading worker processes"})
     verify_images: bool = field(
         default=True,
         metadata={
@@ -104,6 +111,9 @@ class TrainOptions:
     label_column: str = field(default="label", metadata={"help": "class-label column of --dataset"})
     # further TrainingArguments, for programmatic use
     extra: dict = field(default_factory=dict, metadata={"help": "further TrainingArguments", "cli": False})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
 
     def recipe(self) -> Recipe:
         base, _ = load_preset(self.preset) if self.preset else (Recipe(), None)

@@ -48,6 +48,8 @@ def check_output_dir(options: TrainOptions, is_main_process: bool = True) -> str
     Returns the checkpoint to resume from, if any. Only the main process deletes an overwritten folder."""
     occupied = os.path.isdir(options.output_dir) and bool(os.listdir(options.output_dir))
     if options.resume:
+        if is_main_process:  # a run killed while replacing final/ left the previous model beside it
+            restore_final(os.path.join(options.output_dir, "final"))
         checkpoint = last_complete_checkpoint(options.output_dir)
         if checkpoint is None:
             raise ValueError(f"--resume: {options.output_dir} has no complete checkpoint to continue from.")
@@ -196,8 +198,34 @@ def _distributed_cpu_launch() -> bool:
     return not accelerators and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+# where the previous final folder waits while a new one replaces it; `restore_final` (run before every replace and
+# by `--resume`) puts it back if a run was killed between moving it aside and moving the new one in
+PREVIOUS_FINAL_SUFFIX = ".previous"
+
+
+def restore_final(final_dir: str) -> None:
+    """Finish or undo a replace of `final_dir` that was interrupted (docs/training.md, "The final folder").
+
+    `final_dir` is only ever created by a rename of a complete folder, so: when it is missing and
+    `<final_dir>.previous` exists, the kill came between moving the old one aside and moving the new one in, and the
+    old one is renamed back; when both exist, the new one is in place and the old copy is deleted.
+    """
+    previous = final_dir + PREVIOUS_FINAL_SUFFIX
+    if not os.path.isdir(previous):
+        return
+    if os.path.isdir(final_dir):
+        shutil.rmtree(previous)
+    else:
+        os.replace(previous, final_dir)
+
+
 def save_final(model, image_processor, final_dir: str, summary: dict) -> None:
-    """Write the final model (or prompt adapter) folder atomically: into a temporary folder, then renamed."""
+    """Write the final model (or prompt adapter) folder so that a complete model exists at every instant.
+
+    The new folder is written to `<final_dir>.tmp`; then an existing `final_dir` is renamed to
+    `<final_dir>.previous`, the new one renamed into place, and the previous one deleted. A kill at any step leaves
+    a complete model at `final_dir` or at `<final_dir>.previous`, which [`restore_final`] puts back.
+    """
     from .hub import write_model_card
 
     staging = f"{final_dir}.tmp"
@@ -210,9 +238,12 @@ def save_final(model, image_processor, final_dir: str, summary: dict) -> None:
         model.save_pretrained(staging)
     image_processor.save_pretrained(staging)
     write_model_card(staging, summary)
+    restore_final(final_dir)
+    previous = final_dir + PREVIOUS_FINAL_SUFFIX
     if os.path.isdir(final_dir):
-        shutil.rmtree(final_dir)
+        os.replace(final_dir, previous)
     os.replace(staging, final_dir)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _write_json_atomically(path: str, data: dict) -> None:
@@ -229,11 +260,13 @@ def _is_json(value) -> bool:
 
 
 __all__ = [
+    "PREVIOUS_FINAL_SUFFIX",
     "SUMMARY_FILE",
     "TRAINER_STATE",
     "accuracy_metric",
     "check_output_dir",
     "last_complete_checkpoint",
     "run_training",
+    "restore_final",
     "save_final",
 ]
