@@ -706,6 +706,9 @@ def _check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
 
 
 def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> None:
+    # reading the values would break a compiled graph (data-dependent); under torch.compile the range is not checked
+    if torch.compiler.is_compiling():
+        return
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_labels):
         raise ValueError(
             f"{name} holds class indices outside [0, {num_labels}) (min {int(indices.min())}, max "
@@ -854,6 +857,8 @@ class PromptCamPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
+    # `torch.compile(model, fullgraph=True)` captures forward (with or without labels, maps, attentions) in one graph
+    _can_compile_fullgraph = True
     # the per-layer computations of the fast path run under `gradient_checkpointing_enable()` (see `run_layer`)
     supports_gradient_checkpointing = True
     _no_split_modules = [
