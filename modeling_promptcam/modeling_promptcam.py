@@ -20,6 +20,7 @@ It reads top to bottom:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -362,10 +363,12 @@ def run_layer(layer: nn.Module, function: Callable, *args, checkpointed: bool = 
     hook = getattr(layer, "_hf_hook", None)
     if hook is not None:
         args, _ = hook.pre_forward(layer, *args)
-    if checkpointed and layer.training and getattr(layer, "gradient_checkpointing", False):
-        output = layer._gradient_checkpointing_func(function, *args)
-    else:
-        output = function(*args)
+    # a hook may ask for the layer to run without autograd, as accelerate's own wrapper of `forward` honours it
+    with torch.no_grad() if getattr(hook, "no_grad", False) else contextlib.nullcontext():
+        if checkpointed and layer.training and getattr(layer, "gradient_checkpointing", False):
+            output = layer._gradient_checkpointing_func(function, *args)
+        else:
+            output = function(*args)
     return hook.post_forward(layer, output) if hook is not None else output
 
 
