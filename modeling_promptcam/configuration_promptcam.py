@@ -1,3 +1,4 @@
+# Copyright 2026 The modeling-promptcam authors. Licensed under the Apache License, Version 2.0.
 """Prompt-CAM configuration."""
 
 from __future__ import annotations

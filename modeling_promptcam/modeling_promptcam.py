@@ -1,3 +1,4 @@
+# Copyright 2026 The modeling-promptcam authors. Licensed under the Apache License, Version 2.0.
 """PyTorch Prompt-CAM model (Chowdhury et al., "Making Vision Transformers Interpretable for Fine-Grained Analysis",
 CVPR 2025), over the transformers ViT (DINO), DINOv2 (with or without registers), DINOv3, CLIP (BioCLIP) and SigLIP
 vision backbones.
@@ -19,6 +20,7 @@ It reads top to bottom:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -31,7 +33,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, is_torchvision_available
+from transformers.utils import ModelOutput, can_return_tuple, is_torchvision_available
 
 from .configuration_promptcam import PromptCamConfig, config_for_backbone_folder
 
@@ -62,10 +64,26 @@ class PromptCamImageClassifierOutput(ModelOutput):
             `(batch_size, K)` was given, in which case entry `[b, k]` is the map of class `trait_map_classes[b, k]`.
         trait_map_classes (`torch.LongTensor` of shape `(batch_size, K)`, *optional*):
             The classes of `trait_maps` along dim 1, when the caller restricted them.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+            `num_hidden_layers + 1` tensors: the embedding output and the output of each layer (before the final
+            LayerNorm), as in transformers' vision models. Deep mode: the image tokens [CLS, registers, patches]
+            `(batch_size, 1 + R + M, hidden_size)`, the tokens that flow from layer to layer (each layer's prompts are
+            inserted in front of them and their outputs dropped). Shallow mode: the whole sequence
+            `(batch_size, C + 1 + R + M, hidden_size)`, the class prompts first, since they flow on like any token.
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            `num_hidden_layers` tensors `(batch_size, num_heads, C + 1 + R + M, C + 1 + R + M)`: the softmax attention
+            of every token of that layer's Prompt-CAM sequence [C prompts, CLS, registers, patches] (the official
+            order) over all of them, in both modes and in every layer, the last one included: what the official model,
+            which runs each layer on the whole sequence, computes. These rows are computed explicitly when asked for
+            (the fast path does not otherwise compute the prompt rows of layers 1..L-1 nor the image rows of the last
+            layer); the last layer's first C rows, patch columns, are `trait_maps`.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    # transformers' order (`ImageClassifierOutput`): loss, logits, hidden_states, attentions; then Prompt-CAM's own
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
     trait_maps: torch.FloatTensor | None = None
     trait_map_classes: torch.LongTensor | None = None
 
@@ -327,6 +345,31 @@ def attend(
         attention, query, key, value, None, dropout=dropout, scaling=attention_scaling(attention)
     )
     return output.reshape(*output.shape[:2], -1)
+
+
+def run_layer(layer: nn.Module, function: Callable, *args, checkpointed: bool = True):
+    """Run `function(*args)`, the fast path's computation for backbone layer `layer`, as a call of the layer would run.
+
+    The fast path computes a layer from its sub-modules instead of calling it, so what is attached to the layer's own
+    call is honoured here, in the same way:
+    - the hook accelerate places on the layer (`_hf_hook`, from `device_map` / `dispatch_model`): its `pre_forward`
+      moves the tensors of `args` to the layer's device and loads offloaded weights, its `post_forward` moves the
+      output back and offloads them again, once per layer per forward, as around the layer's `forward`;
+    - activation checkpointing, when `gradient_checkpointing_enable()` set it on the layer (transformers'
+      `GradientCheckpointingLayer` flag and function) and the model trains, with `checkpointed`: the activations of
+      `function` are recomputed in backward instead of stored. Tensors that need gradients (image tokens, prompts)
+      must be in `args`, as for reentrant checkpointing.
+    """
+    hook = getattr(layer, "_hf_hook", None)
+    if hook is not None:
+        args, _ = hook.pre_forward(layer, *args)
+    # a hook may ask for the layer to run without autograd, as accelerate's own wrapper of `forward` honours it
+    with torch.no_grad() if getattr(hook, "no_grad", False) else contextlib.nullcontext():
+        if checkpointed and layer.training and getattr(layer, "gradient_checkpointing", False):
+            output = layer._gradient_checkpointing_func(function, *args)
+        else:
+            output = function(*args)
+    return hook.post_forward(layer, output) if hook is not None else output
 
 
 def row_attention_weights(
@@ -666,6 +709,9 @@ def _check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
 
 
 def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> None:
+    # reading the values would break a compiled graph (data-dependent); under torch.compile the range is not checked
+    if torch.compiler.is_compiling():
+        return
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_labels):
         raise ValueError(
             f"{name} holds class indices outside [0, {num_labels}) (min {int(indices.min())}, max "
@@ -718,7 +764,8 @@ def _check_forward_options(
     if kwargs:
         raise TypeError(
             f"PromptCamForImageClassification.forward got unsupported arguments {sorted(kwargs)}; trait maps come "
-            "from output_trait_maps=True (per-layer attentions and hidden states are not returned)."
+            "from output_trait_maps=True, per-layer attentions and hidden states from output_attentions=True and "
+            "output_hidden_states=True."
         )
     if trait_map_top_k is not None:
         if trait_map_classes is not None:
@@ -827,7 +874,16 @@ class PromptCamPreTrainedModel(PreTrainedModel):
     base_model_prefix = "backbone"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    # The fast path calls the backbone's attention implementation (`ALL_ATTENTION_FUNCTIONS`) without a mask, and
+    # computes attention weights explicitly where they are returned; eager and SDPA are tested equal. Flash and flex
+    # attention are not claimed: they are not tested here (flash needs a GPU; flex compiles a kernel per shape).
     _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    # `torch.compile(model, fullgraph=True)` captures forward (with or without labels, maps, attentions) in one graph
+    _can_compile_fullgraph = True
+    # the per-layer computations of the fast path run under `gradient_checkpointing_enable()` (see `run_layer`)
+    supports_gradient_checkpointing = True
     _no_split_modules = [
         "ViTLayer",
         "Dinov2Layer",
@@ -938,12 +994,19 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
 
     # ----------------------------------------------------------------------------------------------- fast path
     def _image_token_layer(
-        self, layer: nn.Module, hidden_states: torch.Tensor, prompts: torch.Tensor | None, position_state=None
-    ) -> torch.Tensor:
+        self,
+        layer: nn.Module,
+        hidden_states: torch.Tensor,
+        prompts: torch.Tensor | None,
+        position_state=None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One backbone layer for the rows of `hidden_states` `(B, N, D)`, which also attend to `prompts` `(C, D)`.
 
         The prompts' own outputs are not needed (they are dropped after the layer), so only their keys and values are
         computed, once for the whole batch. With `prompts=None` this is the plain layer over `hidden_states`.
+        Returns the new `hidden_states` `(B, N, D)` and, with `output_attentions`, the attention weights of the whole
+        sequence `(B, heads, C + N, C + N)` (the prompts' query rows are then computed too, explicitly); else None.
         """
         attention = self.driver.attention(layer)
         normed = self.driver.attention_norm(layer)(hidden_states)
@@ -959,34 +1022,75 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             prompt_value = split_heads(attention, attention.v_proj, normed_prompts).expand(batch, -1, -1, -1)
             key = torch.cat((prompt_key, key), dim=2)
             value = torch.cat((prompt_value, value), dim=2)
-        attended = attention_output(attention)(self._attend(attention, query, key, value))
+        attention_weights = None
+        if output_attentions:
+            if prompts is not None:  # prompt rows (not rotated: prompts are prefix tokens), for the weights only
+                prompt_query = split_heads(attention, attention.q_proj, normed_prompts).expand(batch, -1, -1, -1)
+                query = torch.cat((prompt_query, query), dim=2)
+            attended, attention_weights = self._attend_with_weights(attention, query, key, value)
+            attended = attended[:, attended.shape[1] - hidden_states.shape[1] :]
+        else:
+            attended = self._attend(attention, query, key, value)
+        attended = attention_output(attention)(attended)
         hidden_states = self._residual(hidden_states, self.driver.attention_branch(layer, attended))
-        return self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))
+        hidden_states = self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))
+        return hidden_states, attention_weights
 
     def _last_layer_inputs(
-        self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None
-    ) -> tuple[torch.Tensor, torch.Tensor, object]:
+        self,
+        pixel_values: torch.Tensor,
+        interpolate_pos_encoding: bool | None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, object, list[torch.Tensor], list[torch.Tensor]]:
         """Run the backbone up to its last layer.
 
         Returns the class prompts entering the last layer, `(1, C, D)` in deep mode (the learned ones, shared by the
-        batch) or `(B, C, D)` in shallow mode, the image tokens [CLS, registers, patches] entering it, `(B, T, D)`, and
-        the backbone's positional state for the attention (rotary tables; None for absolute position embeddings).
+        batch) or `(B, C, D)` in shallow mode, the image tokens [CLS, registers, patches] entering it, `(B, T, D)`, the
+        backbone's positional state for the attention (rotary tables; None for absolute position embeddings), and the
+        hidden states (embeddings and layers 1..L-1) and attentions (layers 1..L-1) asked for (empty lists otherwise;
+        see [`PromptCamImageClassifierOutput`]).
+
+        Each layer runs through [`run_layer`] (accelerate's hooks on the layer, activation checkpointing).
         """
         num_labels = self.config.num_labels
         prompts = self.prompt_head()
         layers = self.driver.layers()
         hidden_states = self.driver.embed(pixel_values, interpolate_pos_encoding)
         position_state = self.driver.position_state(pixel_values)
+        all_hidden_states, all_attentions = [], []
+
+        def image_token_layer(layer: nn.Module, hidden_states: torch.Tensor, layer_prompts: torch.Tensor | None):
+            def compute(hidden_states, layer_prompts, position_state):
+                return self._image_token_layer(layer, hidden_states, layer_prompts, position_state, output_attentions)
+
+            hidden_states, attention_weights = run_layer(layer, compute, hidden_states, layer_prompts, position_state)
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
+            if output_attentions:
+                all_attentions.append(attention_weights)
+            return hidden_states
+
         if self.config.prompt_mode == "deep":
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
             for layer, layer_prompts in zip(layers[:-1], prompts[:-1]):
-                hidden_states = self._image_token_layer(layer, hidden_states, layer_prompts, position_state)
-            return prompts[-1][None], hidden_states, position_state
+                hidden_states = image_token_layer(layer, hidden_states, layer_prompts)
+            return prompts[-1][None], hidden_states, position_state, all_hidden_states, all_attentions
         # shallow: the class prompts are ordinary tokens of every layer; only the last layer is cut to their rows
         batch = hidden_states.shape[0]
         hidden_states = torch.cat((prompts[0][None].expand(batch, -1, -1), hidden_states), dim=1)
+        if output_hidden_states:
+            all_hidden_states.append(hidden_states)
         for layer in layers[:-1]:
-            hidden_states = self._image_token_layer(layer, hidden_states, None, position_state)
-        return hidden_states[:, :num_labels], hidden_states[:, num_labels:], position_state
+            hidden_states = image_token_layer(layer, hidden_states, None)
+        return (
+            hidden_states[:, :num_labels],
+            hidden_states[:, num_labels:],
+            position_state,
+            all_hidden_states,
+            all_attentions,
+        )
 
     def _last_layer_projections(
         self, layer: nn.Module, prompt_states: torch.Tensor, image_states: torch.Tensor, position_state=None
@@ -1051,6 +1155,22 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             attention_weights = self._row_attention_weights(attention, query, key, trait_map_classes)
         return logits, attention_weights, trait_map_classes
 
+    def _last_layer_whole_sequence(
+        self,
+        class_prompts: torch.Tensor,
+        image_states: torch.Tensor,
+        position_state,
+        output_attentions: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last layer over every row, for `output_hidden_states` / `output_attentions` only (the logits come from
+        the class prompts' rows in `_last_layer`). Returns the layer's output in the layout of `hidden_states` (deep:
+        the image tokens `(B, T, D)`; shallow: `(B, C + T, D)`) and the weights `(B, heads, C + T, C + T)` (or None)."""
+        layer = self.driver.layers()[-1]
+        if self.config.prompt_mode == "deep":
+            return self._image_token_layer(layer, image_states, class_prompts[0], position_state, output_attentions)
+        sequence = torch.cat((class_prompts, image_states), dim=1)
+        return self._image_token_layer(layer, sequence, None, position_state, output_attentions)
+
     def _trait_maps(self, attention_weights: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """`(B, heads, K, keys)` weights -> patch keys only -> `(B, K, heads, grid_h, grid_w)` trait maps."""
         patch_h, patch_w = self.driver.patch_size
@@ -1059,6 +1179,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         per_class = patch_weights.transpose(1, 2)
         return per_class.reshape(*per_class.shape[:3], *grid)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -1067,9 +1188,10 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         trait_map_classes: torch.Tensor | None = None,
         trait_map_top_k: int | None = None,
         interpolate_pos_encoding: bool | None = None,
-        return_dict: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
-    ) -> PromptCamImageClassifierOutput | tuple:
+    ) -> PromptCamImageClassifierOutput:
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
@@ -1089,21 +1211,56 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             interpolate_pos_encoding (`bool`, *optional*):
                 ViT, CLIP and SigLIP backbones: interpolate the position embeddings for images of another size than
                 the config's. DINOv2 and DINOv3 backbones take any multiple of the patch size.
-            return_dict (`bool`, *optional*):
-                Return a tuple instead of a [`PromptCamImageClassifierOutput`] when `False`.
+            output_attentions (`bool`, *optional*, defaults to `config.output_attentions`):
+                Return `attentions`, every layer's attention over the whole Prompt-CAM sequence (computed explicitly,
+                under any attention implementation; see [`PromptCamImageClassifierOutput`]).
+            output_hidden_states (`bool`, *optional*, defaults to `config.output_hidden_states`):
+                Return `hidden_states`, the embeddings and every layer's output (see [`PromptCamImageClassifierOutput`]).
+            return_dict (`bool`, *optional*, defaults to `config.return_dict`):
+                Return a tuple instead of a [`PromptCamImageClassifierOutput`] when `False` (transformers' order: loss,
+                logits, hidden_states, attentions, trait_maps, trait_map_classes; the ones not computed are left out).
 
         Returns:
-            [`PromptCamImageClassifierOutput`]: `loss`, `logits` `(batch_size, num_labels)`, `trait_maps`.
+            [`PromptCamImageClassifierOutput`]: `loss`, `logits` `(batch_size, num_labels)`, `hidden_states`,
+            `attentions`, `trait_maps`, `trait_map_classes`.
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         _check_forward_options(kwargs, trait_map_classes, trait_map_top_k, self.config.num_labels)
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
         all_trait_maps = output_trait_maps and trait_map_classes is None and trait_map_top_k is None
         self._check_inputs(pixel_values, labels, trait_map_classes, interpolate_pos_encoding)
 
-        class_prompts, image_states, position_state = self._last_layer_inputs(pixel_values, interpolate_pos_encoding)
-        logits, attention_weights, trait_map_classes = self._last_layer(
-            class_prompts, image_states, position_state, all_trait_maps, trait_map_classes, trait_map_top_k
+        class_prompts, image_states, position_state, all_hidden_states, all_attentions = self._last_layer_inputs(
+            pixel_values, interpolate_pos_encoding, output_hidden_states, output_attentions
         )
+
+        def last_layer(class_prompts, image_states, position_state, trait_map_classes):
+            outputs = self._last_layer(
+                class_prompts, image_states, position_state, all_trait_maps, trait_map_classes, trait_map_top_k
+            )
+            if not (output_hidden_states or output_attentions):
+                return outputs, None
+            return outputs, self._last_layer_whole_sequence(
+                class_prompts, image_states, position_state, output_attentions
+            )
+
+        # the last layer is not checkpointed: it computes C prompt rows, whose activations are small
+        (logits, attention_weights, trait_map_classes), whole_sequence = run_layer(
+            self.driver.layers()[-1],
+            last_layer,
+            class_prompts,
+            image_states,
+            position_state,
+            trait_map_classes,
+            checkpointed=False,
+        )
+        if whole_sequence is not None:
+            last_hidden_states, last_attention_weights = whole_sequence
+            all_hidden_states.append(last_hidden_states)
+            all_attentions.append(last_attention_weights)
         trait_maps = None
         if attention_weights is not None:
             trait_maps = self._trait_maps(attention_weights, pixel_values.shape[2:])
@@ -1111,12 +1268,14 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config, num_items_in_batch=num_items_in_batch)
 
-        output = PromptCamImageClassifierOutput(
-            loss=loss, logits=logits, trait_maps=trait_maps, trait_map_classes=trait_map_classes
+        return PromptCamImageClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
+            trait_maps=trait_maps,
+            trait_map_classes=trait_map_classes,
         )
-        if return_dict is False:
-            return output.to_tuple()
-        return output
 
     # ----------------------------------------------------------------------------------------------- trait ranking
     @torch.no_grad()
@@ -1165,18 +1324,27 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         was_training = self.training
         self.eval()
         try:
-            class_prompts, image_states, position_state = self._last_layer_inputs(
+            class_prompts, image_states, position_state, _, _ = self._last_layer_inputs(
                 pixel_values, interpolate_pos_encoding
             )
             layer = self.driver.layers()[-1]
-            query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
-            attention = self.driver.attention(layer)
-            logits = self._prompt_logits(layer, class_prompts, self._attend(attention, query, key, value))
-            columns = logits.argmax(-1)[:, None] if target_classes is None else target_classes.reshape(batch, -1)
-            rankings = [
-                self._greedy_head_ranking(layer, class_prompts, query, key, value, logits, columns[:, k], blur, stop)
-                for k in range(columns.shape[1])
-            ]
+
+            def rank_in_last_layer(class_prompts, image_states, position_state, target_classes):
+                query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
+                attention = self.driver.attention(layer)
+                logits = self._prompt_logits(layer, class_prompts, self._attend(attention, query, key, value))
+                columns = logits.argmax(-1)[:, None] if target_classes is None else target_classes.reshape(batch, -1)
+                return [
+                    self._greedy_head_ranking(
+                        layer, class_prompts, query, key, value, logits, columns[:, k], blur, stop
+                    )
+                    for k in range(columns.shape[1])
+                ]
+
+            # the whole greedy loop re-evaluates the last layer: it runs as one call of it (accelerate's hooks)
+            rankings = run_layer(
+                layer, rank_in_last_layer, class_prompts, image_states, position_state, target_classes
+            )
         finally:
             self.train(was_training)
         if target_classes is not None and target_classes.ndim == 2:

@@ -1,3 +1,4 @@
+# Copyright 2026 The modeling-promptcam authors. Licensed under the Apache License, Version 2.0.
 """The `prompt-cam` pipeline: image classification that also returns each predicted class's trait maps.
 
 One of the remote-code files saved next to checkpoints: imports nothing beyond torch and transformers, and
