@@ -7,6 +7,7 @@ pipeline written out for reading.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -23,12 +24,19 @@ from .callbacks import CollationObserver, TrainerCheckpointFormat
 from .metrics import ClassificationMetrics, accuracy_metric
 from .options import TrainOptions
 
+logger = logging.getLogger(__name__)
+
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is incomplete
 SUMMARY_FILE = "training_summary.json"
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` folder whose trainer state was written (the Trainer writes it last)."""
+    """The newest `checkpoint-N` folder whose trainer state was written completely (the Trainer writes it last).
+
+    A folder without `trainer_state.json` (killed while saving) is passed over; one whose `trainer_state.json` is
+    not a JSON object (truncated by a kill or a full disk) is passed over with a warning naming it, and the next
+    older complete one is taken.
+    """
     if not os.path.isdir(output_dir):
         return None
     steps = []
@@ -40,7 +48,30 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
             and os.path.isfile(os.path.join(path, TRAINER_STATE))
         ):
             steps.append((int(name[11:]), path))
-    return max(steps)[1] if steps else None
+    for _, path in sorted(steps, reverse=True):
+        problem = _unreadable_trainer_state(os.path.join(path, TRAINER_STATE))
+        if problem is None:
+            return path
+        logger.warning(
+            "skipping %s: its %s %s (the run was probably killed while writing it); resuming from the newest "
+            "complete checkpoint before it instead.",
+            path,
+            TRAINER_STATE,
+            problem,
+        )
+    return None
+
+
+def _unreadable_trainer_state(path: str) -> str | None:
+    """Why the trainer state at `path` cannot be resumed from, or None when it is a JSON object."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            state = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"cannot be read as JSON ({error})"
+    if not isinstance(state, dict):
+        return f"holds a JSON {type(state).__name__}, not the Trainer's state object"
+    return None
 
 
 def check_output_dir(options: TrainOptions, is_main_process: bool = True) -> str | None:
