@@ -74,6 +74,26 @@ def _unreadable_trainer_state(path: str) -> str | None:
     return None
 
 
+def check_output_writable(output_dir: str) -> None:
+    """Refuse an output folder that cannot be written, before any training step (else a finished run is lost).
+
+    Creates the folder (and missing parents; an empty folder does not count as another run's) and writes and removes
+    a probe file named after the process, so the processes of a data-parallel run do not meet. Raises `OSError`
+    naming the folder and the fix.
+    """
+    probe = os.path.join(output_dir, f".promptcam-write-check-{os.getpid()}")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(probe, "w", encoding="utf-8") as file:
+            file.write("probe")
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(
+            f"--output-dir {output_dir} cannot be written ({type(error).__name__}: {error.strerror or error}); "
+            "choose a folder you can write to, or fix its permissions or free disk space, and start again."
+        ) from None
+
+
 def check_output_dir(options: TrainOptions, is_main_process: bool = True) -> str | None:
     """Refuse to mix runs: a non-empty output folder needs --resume (continue it) or --overwrite-output-dir.
     Returns the checkpoint to resume from, if any. Only the main process deletes an overwritten folder."""
@@ -113,6 +133,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
     recipe.validate()
     if (options.data_dir is None) == (options.dataset is None):
         raise ValueError("Give exactly one of --data-dir (an image folder) and --dataset (a datasets dataset).")
+    check_output_writable(options.output_dir)  # before minutes of image checks, and before any training step
     splits = check_image_folder(options.data_dir, options.verify_images) if options.data_dir else None
     if splits is None:
         dataset, class_names = load_saved_dataset(options.dataset, options.image_column, options.label_column)
@@ -296,6 +317,7 @@ __all__ = [
     "TRAINER_STATE",
     "accuracy_metric",
     "check_output_dir",
+    "check_output_writable",
     "last_complete_checkpoint",
     "run_training",
     "restore_final",
