@@ -126,16 +126,65 @@ class PromptCamConfig(PreTrainedConfig):
                 f"problem_type={self.problem_type!r} is not supported: Prompt-CAM learns one prompt per class (at "
                 f"least two classes) and scores each, so it classifies; use one of {PROBLEM_TYPES} (or leave it unset)."
             )
-        if self.label2id is not None and len(self.label2id) != self.num_labels:
-            raise ValueError(
-                f"label2id has {len(self.label2id)} entries but there are {self.num_labels} classes (id2label); "
-                "give both maps for the same classes."
-            )
+        self._validate_class_names()
         backbone_drop_path = getattr(self.backbone_config, "drop_path_rate", 0.0) or 0.0
         if backbone_drop_path:
             raise ValueError(
                 f"backbone_config.drop_path_rate={backbone_drop_path} is not used by Prompt-CAM's forward pass; set "
                 "PromptCamConfig(drop_path_rate=...) instead and leave the backbone's at 0."
+            )
+
+    def _validate_class_names(self) -> None:
+        """`id2label` numbers the classes 0..num_labels-1 with distinct names, and `label2id` is its inverse.
+
+        A gap or a duplicate name would load and then fail (or answer the same label twice) in the pipelines, so it
+        is refused here, naming the entries. A missing `label2id` is derived from `id2label`.
+        """
+        class_ids = sorted(self.id2label)
+        missing = sorted(set(range(self.num_labels)) - set(class_ids))
+        if missing:
+            out_of_range = [class_id for class_id in class_ids if not 0 <= class_id < self.num_labels]
+            raise ValueError(
+                f"id2label must number its {self.num_labels} classes 0..{self.num_labels - 1} without gaps, but ids "
+                f"{missing} are missing and {out_of_range} are out of range (ids given: {class_ids}). Renumber the "
+                "classes consecutively from 0."
+            )
+        ids_of_name: dict[str, list[int]] = {}
+        for class_id in class_ids:
+            ids_of_name.setdefault(self.id2label[class_id], []).append(class_id)
+        duplicates = {name: ids for name, ids in ids_of_name.items() if len(ids) > 1}
+        if duplicates:
+            listed = "; ".join(f"{name!r} for ids {ids}" for name, ids in duplicates.items())
+            raise ValueError(
+                f"id2label gives the same class name to several classes ({listed}); the predictions could not be told "
+                "apart. Give every class its own name."
+            )
+        expected = {name: class_id for class_id, name in self.id2label.items()}
+        if self.label2id is None:
+            self.label2id = expected
+            return
+        if len(self.label2id) != self.num_labels:
+            raise ValueError(
+                f"label2id has {len(self.label2id)} entries but there are {self.num_labels} classes (id2label); "
+                "give both maps for the same classes."
+            )
+        # JSON and older saves may hold the ids as strings ("0"); they name the same class
+        mismatched = {
+            name: class_id for name, class_id in self.label2id.items() if str(expected.get(name)) != str(class_id)
+        }
+        if mismatched:
+            listed = "; ".join(
+                f"label2id[{name!r}] = {class_id!r} but "
+                + (
+                    f"id2label gives {name!r} the id {expected[name]}"
+                    if name in expected
+                    else "id2label has no such class"
+                )
+                for name, class_id in mismatched.items()
+            )
+            raise ValueError(
+                f"label2id disagrees with id2label: {listed}. Give label2id as the inverse of id2label "
+                "({name: id for id, name in id2label.items()}), or leave it out to have it derived."
             )
 
     @property

@@ -706,6 +706,14 @@ def _check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
         raise ValueError(
             f"pixel_values must be floating point (normalised), got {pixel_values.dtype}; use the image processor."
         )
+    # NaN / inf would give non-finite logits and a meaningless trait ranking without a word. One reduction keeps the
+    # fast path's cost; reading its value would break a compiled graph, so under torch.compile it is not checked.
+    if not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
+        bad_images = (~torch.isfinite(pixel_values)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"pixel_values holds NaN or infinite values in the images at batch indices {bad_images}; check how these "
+            "images were decoded and normalised (the image processor saved with the model gives finite values)."
+        )
 
 
 def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> None:

@@ -1,5 +1,7 @@
 """Bad inputs to the model get errors that say what is wrong and how to fix it."""
 
+import re
+
 import pytest
 import torch
 
@@ -96,3 +98,34 @@ def test_trait_maps_work_under_every_attention_implementation(vit):
 def test_tuple_output(vit):
     output = vit(pixels(2, 3, IMAGE_SIZE, IMAGE_SIZE), labels=torch.tensor([0, 1]), return_dict=False)
     assert isinstance(output, tuple) and output[0].ndim == 0 and output[1].shape == (2, 5)
+
+
+def _with_non_finite(values: dict[int, float], batch_size: int = 4) -> torch.Tensor:
+    pixel_values = pixels(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE)
+    for index, value in values.items():
+        pixel_values[index, index % 3, index, 1] = value
+    return pixel_values
+
+
+@pytest.mark.parametrize(
+    "values, bad_indices",
+    [
+        ({1: float("nan")}, "[1]"),
+        ({0: float("inf"), 3: float("-inf")}, "[0, 3]"),
+        ({0: float("nan"), 2: float("inf")}, "[0, 2]"),
+    ],
+)
+@pytest.mark.parametrize("entry_point", ["forward", "rank_traits"])
+def test_non_finite_pixel_values_are_refused_naming_the_images(vit, values, bad_indices, entry_point):
+    pixel_values = _with_non_finite(values)
+    call = vit if entry_point == "forward" else vit.rank_traits
+    with pytest.raises(
+        ValueError, match=rf"NaN or infinite values in the images at batch indices {re.escape(bad_indices)}"
+    ):
+        call(pixel_values)
+
+
+def test_finite_pixel_values_still_pass(vit):
+    # extreme but finite values are the caller's business, not an error
+    pixel_values = pixels(2, 3, IMAGE_SIZE, IMAGE_SIZE) * 1e3
+    assert torch.isfinite(vit(pixel_values).logits).all()

@@ -75,3 +75,48 @@ def test_a_full_clip_or_siglip_config_gives_its_vision_tower():
     )
     as_dict = PromptCamConfig(backbone_config={"model_type": "siglip"}, num_labels=3)
     assert as_dict.backbone_config.model_type == "siglip_vision_model"
+
+
+@pytest.mark.parametrize(
+    "id2label, label2id, message",
+    [
+        # gaps and out-of-range ids: name the missing and the stray ids
+        ({0: "a", 2: "b", 5: "c"}, None, r"without gaps.*ids \[1\] are missing and \[5\] are out of range"),
+        ({1: "a", 2: "b"}, None, r"ids \[0\] are missing and \[2\] are out of range.*Renumber"),
+        ({0: "a", -1: "b", 2: "c"}, None, r"ids \[1\] are missing and \[-1\] are out of range"),
+        # duplicate names: name each repeated name with its ids
+        ({0: "a", 1: "a", 2: "b"}, None, r"same class name.*'a' for ids \[0, 1\].*its own name"),
+        ({0: "x", 1: "y", 2: "x", 3: "y"}, None, r"'x' for ids \[0, 2\]; 'y' for ids \[1, 3\]"),
+        # label2id that is not the inverse of id2label
+        ({0: "a", 1: "b"}, {"a": 1, "b": 0}, r"label2id\['a'\] = 1 but id2label gives 'a' the id 0.*inverse"),
+        ({0: "a", 1: "b"}, {"a": 0, "c": 1}, r"label2id\['c'\] = 1 but id2label has no such class"),
+        ({0: "a", 1: "b", 2: "c"}, {"a": 0, "b": 1}, "label2id has 2 entries but there are 3 classes"),
+    ],
+)
+def test_inconsistent_class_maps_are_refused_naming_the_entries(id2label, label2id, message):
+    with pytest.raises(ValueError, match=message):
+        PromptCamConfig(id2label=id2label, label2id=label2id)
+
+
+def test_label2id_is_derived_and_string_ids_from_json_are_accepted(tmp_path):
+    names = {0: "a", 1: "b", 2: "c"}
+    assert PromptCamConfig(id2label=names).label2id == {"a": 0, "b": 1, "c": 2}
+    # JSON keys are strings; older saves may hold label2id's ids as strings too: the same classes
+    config = PromptCamConfig(id2label={"0": "a", "1": "b", "2": "c"}, label2id={"a": "0", "b": "1", "c": "2"})
+    assert config.id2label == names
+    # defaults built by transformers from num_labels are consistent
+    assert PromptCamConfig(num_labels=4).label2id == {f"LABEL_{i}": i for i in range(4)}
+
+
+@pytest.mark.parametrize(
+    "id2label, message",
+    [({"0": "a", "2": "b", "5": "c"}, "without gaps"), ({"0": "a", "1": "a", "2": "b"}, "same class name")],
+)
+def test_a_saved_config_with_bad_class_names_is_refused_on_load(tmp_path, id2label, message):
+    PromptCamConfig(num_labels=3).save_pretrained(tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    stored["id2label"] = id2label
+    stored["label2id"] = {name: int(class_id) for class_id, name in id2label.items()}
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match=message):
+        PromptCamConfig.from_pretrained(tmp_path)

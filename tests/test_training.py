@@ -1,6 +1,7 @@
 """Training with Trainer: end to end, presets, resume, prompt-only adapters, data parallel, Hub folder, bad inputs."""
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -116,7 +117,7 @@ def final_prompts(run_dir):
     return load_file(Path(run_dir) / "final" / "model.safetensors")["prompt_head.prompt_embeddings"]
 
 
-def test_interrupted_and_resumed_run_ends_with_the_same_prompts(workspace, tmp_path):
+def test_interrupted_and_resumed_run_ends_with_the_same_prompts(workspace, tmp_path, caplog):
     no_best = {"extra": {"load_best_model_at_end": False}}
     run_training(options(workspace, tmp_path / "straight", **no_best))
 
@@ -133,6 +134,14 @@ def test_interrupted_and_resumed_run_ends_with_the_same_prompts(workspace, tmp_p
     # a checkpoint whose trainer state was never written (killed while saving) is not resumed from
     (tmp_path / "resumed" / "checkpoint-99").mkdir()
     assert last_complete_checkpoint(str(tmp_path / "resumed")) == checkpoint
+    # nor one whose trainer state was truncated (killed while writing it): skipped with a warning naming it
+    truncated = tmp_path / "resumed" / "checkpoint-98"
+    shutil.copytree(checkpoint, truncated)
+    state_text = (truncated / "trainer_state.json").read_text()
+    (truncated / "trainer_state.json").write_text(state_text[: len(state_text) // 2])
+    with caplog.at_level(logging.WARNING, logger="modeling_promptcam.training.trainer"):
+        assert last_complete_checkpoint(str(tmp_path / "resumed")) == checkpoint
+    assert f"skipping {truncated}" in caplog.text
 
     resumed = EndOfTraining()
     run_training(options(workspace, tmp_path / "resumed", resume=True, **no_best), callbacks=[resumed])

@@ -2,7 +2,7 @@
 loading, and the synthetic trait dataset. Depends only on the model files (for the normalisation constants).
 """
 
-from .folders import VALIDATION_FOLDERS, DataError, ImageFolderSplits, check_image_folder
+from .folders import VALIDATION_FOLDERS, DataError, ImageFolderSplits, check_image_folder, verify_image_files
 from .images import IMAGE_EXTENSIONS, open_rgb, to_rgb
 from .loading import load_image_folder, load_saved_dataset
 from .masks import (
@@ -52,4 +52,5 @@ __all__ = [
     "read_mask",
     "resize_mask",
     "to_rgb",
+    "verify_image_files",
 ]

@@ -64,11 +64,37 @@ def images_in(folder: str) -> list[str]:
     return sorted(paths)
 
 
+def verify_image_files(paths: list[str]) -> None:
+    """Decode every image in full, with a progress bar; raise [`DataError`] listing the files that fail.
+
+    `Image.verify()` reads only the structure (a JPEG cut short passes it), so each file is also decoded with
+    `Image.load()`: a truncated or corrupt file is found here, before the first training step, not by the epoch that
+    reaches it.
+    """
+    from transformers.utils.logging import tqdm  # transformers' bar: `disable_progress_bar()` turns it off too
+
+    bad = []
+    for path in tqdm(paths, desc="checking images", unit="image"):
+        try:
+            with Image.open(path) as image:
+                image.verify()  # the structure and checksums (PNG CRCs), which decoding alone may not check
+            with Image.open(path) as image:
+                image.load()  # every pixel: a truncated file fails here
+        except Exception as error:  # PIL raises many types for broken files
+            bad.append(f"{path} ({type(error).__name__}: {error})")
+    if bad:
+        listed = "\n  ".join(bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise DataError(
+            f"{len(bad)} image file(s) cannot be read; fix or remove them and start again:\n  {listed}{more}"
+        )
+
+
 def check_image_folder(data_dir: str, verify_images: bool = True) -> ImageFolderSplits:
     """Check a CUB-style folder before training; raise [`DataError`] naming the problem and the fix.
 
     Checks: `train/` exists and has class sub-folders with images; every validation class exists in `train/`; every
-    image file opens (with `verify_images`).
+    image file decodes in full (with `verify_images`, [`verify_image_files`]).
     """
     if not os.path.isdir(data_dir):
         raise DataError(f"--data-dir {data_dir} does not exist.")
@@ -101,20 +127,16 @@ def check_image_folder(data_dir: str, verify_images: bool = True) -> ImageFolder
     if empty:
         raise DataError(f"train/ classes without images: {', '.join(empty[:10])}; remove those folders or add images.")
     if verify_images:
-        bad = []
-        for path in images["train"] + images.get("validation", []):
-            try:
-                with Image.open(path) as image:
-                    image.verify()
-            except Exception as error:  # PIL raises many types for broken files
-                bad.append(f"{path} ({type(error).__name__}: {error})")
-        if bad:
-            listed = "\n  ".join(bad[:20])
-            more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
-            raise DataError(
-                f"{len(bad)} image file(s) cannot be read; fix or remove them and start again:\n  {listed}{more}"
-            )
+        verify_image_files(images["train"] + images.get("validation", []))
     return splits
 
 
-__all__ = ["DataError", "ImageFolderSplits", "VALIDATION_FOLDERS", "check_image_folder", "class_folders", "images_in"]
+__all__ = [
+    "DataError",
+    "ImageFolderSplits",
+    "VALIDATION_FOLDERS",
+    "check_image_folder",
+    "class_folders",
+    "images_in",
+    "verify_image_files",
+]

@@ -96,7 +96,7 @@ class TrainOptions:
     verify_images: bool = field(
         default=True,
         metadata={
-            "help": "do not open every image of --data-dir once before training (a broken one then fails later)"
+            "help": "do not decode every image of --data-dir once before training (a broken one then fails later)"
         },
     )
     dataset: str | None = field(

@@ -7,6 +7,7 @@ pipeline written out for reading.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -23,12 +24,19 @@ from .callbacks import CollationObserver, TrainerCheckpointFormat
 from .metrics import ClassificationMetrics, accuracy_metric
 from .options import TrainOptions
 
+logger = logging.getLogger(__name__)
+
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is incomplete
 SUMMARY_FILE = "training_summary.json"
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` folder whose trainer state was written (the Trainer writes it last)."""
+    """The newest `checkpoint-N` folder whose trainer state was written completely (the Trainer writes it last).
+
+    A folder without `trainer_state.json` (killed while saving) is passed over; one whose `trainer_state.json` is
+    not a JSON object (truncated by a kill or a full disk) is passed over with a warning naming it, and the next
+    older complete one is taken.
+    """
     if not os.path.isdir(output_dir):
         return None
     steps = []
@@ -40,7 +48,50 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
             and os.path.isfile(os.path.join(path, TRAINER_STATE))
         ):
             steps.append((int(name[11:]), path))
-    return max(steps)[1] if steps else None
+    for _, path in sorted(steps, reverse=True):
+        problem = _unreadable_trainer_state(os.path.join(path, TRAINER_STATE))
+        if problem is None:
+            return path
+        logger.warning(
+            "skipping %s: its %s %s (the run was probably killed while writing it); resuming from the newest "
+            "complete checkpoint before it instead.",
+            path,
+            TRAINER_STATE,
+            problem,
+        )
+    return None
+
+
+def _unreadable_trainer_state(path: str) -> str | None:
+    """Why the trainer state at `path` cannot be resumed from, or None when it is a JSON object."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            state = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"cannot be read as JSON ({error})"
+    if not isinstance(state, dict):
+        return f"holds a JSON {type(state).__name__}, not the Trainer's state object"
+    return None
+
+
+def check_output_writable(output_dir: str) -> None:
+    """Refuse an output folder that cannot be written, before any training step (else a finished run is lost).
+
+    Creates the folder (and missing parents; an empty folder does not count as another run's) and writes and removes
+    a probe file named after the process, so the processes of a data-parallel run do not meet. Raises `OSError`
+    naming the folder and the fix.
+    """
+    probe = os.path.join(output_dir, f".promptcam-write-check-{os.getpid()}")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(probe, "w", encoding="utf-8") as file:
+            file.write("probe")
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(
+            f"--output-dir {output_dir} cannot be written ({type(error).__name__}: {error.strerror or error}); "
+            "choose a folder you can write to, or fix its permissions or free disk space, and start again."
+        ) from None
 
 
 def check_output_dir(options: TrainOptions, is_main_process: bool = True) -> str | None:
@@ -82,6 +133,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
     recipe.validate()
     if (options.data_dir is None) == (options.dataset is None):
         raise ValueError("Give exactly one of --data-dir (an image folder) and --dataset (a datasets dataset).")
+    check_output_writable(options.output_dir)  # before minutes of image checks, and before any training step
     splits = check_image_folder(options.data_dir, options.verify_images) if options.data_dir else None
     if splits is None:
         dataset, class_names = load_saved_dataset(options.dataset, options.image_column, options.label_column)
@@ -265,6 +317,7 @@ __all__ = [
     "TRAINER_STATE",
     "accuracy_metric",
     "check_output_dir",
+    "check_output_writable",
     "last_complete_checkpoint",
     "run_training",
     "restore_final",
