@@ -109,7 +109,6 @@ def check_image_folder(data_dir: str, verify_images: bool = True) -> ImageFolder
         None,
     )
     splits = ImageFolderSplits(train_dir, validation_dir, class_names)
-    images = {}
     for split, folder in (("train", train_dir), ("validation", validation_dir)):
         if folder is None:
             continue
@@ -122,12 +121,13 @@ def check_image_folder(data_dir: str, verify_images: bool = True) -> ImageFolder
             )
         splits.images[split] = {name: images_in(os.path.join(folder, name)) for name in classes}
         splits.counts[split] = {name: len(paths) for name, paths in splits.images[split].items()}
-        images[split] = [path for paths in splits.images[split].values() for path in paths]
     empty = [name for name, count in splits.counts["train"].items() if count == 0]
     if empty:
         raise DataError(f"train/ classes without images: {', '.join(empty[:10])}; remove those folders or add images.")
     if verify_images:
-        verify_image_files(images["train"] + images.get("validation", []))
+        verify_image_files(
+            [path for by_class in splits.images.values() for paths in by_class.values() for path in paths]
+        )
     return splits
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from PIL import Image
 
-from ..data.folders import DataError, check_image_folder, class_folders, images_in
+from ..data.folders import DataError, check_image_folder
 from ..data.masks import mask_path, read_mask, resize_mask
 from ..data.transforms import EvalTransform
 from ..explain.explanation import resolve_class
@@ -64,14 +64,14 @@ def _model_class_indices(model, folder_classes: list[str], split_dir: str) -> di
     return indices
 
 
-def _read_split(model, split_dir: str) -> _Split:
-    classes = class_folders(split_dir)
-    indices = _model_class_indices(model, classes, split_dir)
+def _read_split(model, split_dir: str, images_by_class: dict[str, list[str]]) -> _Split:
+    """The images of one split as `check_image_folder` listed them (class folder -> paths, in folder order), with the
+    model's class index of each."""
+    indices = _model_class_indices(model, list(images_by_class), split_dir)
     paths, labels = [], []
-    for name in classes:
-        for path in images_in(os.path.join(split_dir, name)):
-            paths.append(path)
-            labels.append(indices[name])
+    for name, class_paths in images_by_class.items():
+        paths += class_paths
+        labels += [indices[name]] * len(class_paths)
     if not paths:
         raise DataError(f"{split_dir} holds no images; expected {split_dir}/<class>/<image>.")
     return _Split(os.path.basename(split_dir), paths, labels)
@@ -208,13 +208,17 @@ def run_faithfulness(options: FaithfulnessOptions) -> dict:
     model = PromptCamForImageClassification.from_pretrained(options.model).to(device).eval()
     _check_heads(options, model.config.backbone_config.num_attention_heads)
     transform = EvalTransform(AutoImageProcessor.from_pretrained(options.model))
-    evaluated = _select(_read_split(model, splits.validation_dir), options.max_images, options.seed)
+    evaluated = _select(
+        _read_split(model, splits.validation_dir, splits.images["validation"]), options.max_images, options.seed
+    )
     os.makedirs(options.output_dir, exist_ok=True)
 
     probe, probe_info = None, None
     methods = {name: SALIENCY_METHODS[name] for name in options.methods}
     if options.scorer == PROBE or any(method.explains == PROBE for method in methods.values()):
-        probe, probe_info = _train_probe(options, model, transform, _read_split(model, splits.train_dir), device)
+        probe, probe_info = _train_probe(
+            options, model, transform, _read_split(model, splits.train_dir, splits.images["train"]), device
+        )
 
     records = []
     with_masks = 0

@@ -31,6 +31,8 @@ class ClassificationMetrics:
 
     def __init__(self, top_k: int = TOP_K):
         self.top_k = top_k
+        # the keys each call returns (Trainer reports them prefixed with "eval_")
+        self.names = ("accuracy", f"top{top_k}_accuracy", "mean_per_class_accuracy")
         self.metric = load_metric_module(CLASSIFICATION_ACCURACY_PATH)
 
     def __call__(self, eval_prediction) -> dict[str, float]:
@@ -42,14 +44,9 @@ class ClassificationMetrics:
                 f"{np.shape(labels)} (multi-hot targets?). For problem_type='multi_label_classification' pass a "
                 "compute_metrics of your own, e.g. evaluate's multi-label f1 on sigmoid(logits) > 0.5."
             )
-        result = self.metric.compute(
+        return self.metric.compute(
             predictions=np.asarray(logits, dtype=np.float32), references=np.asarray(labels), top_k=self.top_k
         )
-        # a stable key whatever k is, so that summaries and model cards read one name
-        result["top5_accuracy" if self.top_k == TOP_K else f"top{self.top_k}_accuracy"] = result.pop(
-            f"top{self.top_k}_accuracy"
-        )
-        return result
 
 
 def accuracy_metric(eval_prediction) -> dict[str, float]:

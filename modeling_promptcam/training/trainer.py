@@ -198,6 +198,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
         model = wrap_for_prompt_training(model, backbone=options.backbone)
 
     callbacks = list(callbacks or [])
+    compute_metrics = ClassificationMetrics()  # eval_accuracy, eval_top5_accuracy, eval_mean_per_class_accuracy
     collator = PromptCamCollator(observers=[c for c in callbacks if isinstance(c, CollationObserver)])
     trainer = Trainer(
         model=model,
@@ -205,7 +206,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
         train_dataset=dataset["train"],
         eval_dataset=dataset["validation"] if has_validation else None,
         data_collator=collator,
-        compute_metrics=ClassificationMetrics(),  # eval_accuracy, eval_top5_accuracy, eval_mean_per_class_accuracy
+        compute_metrics=compute_metrics,
         processing_class=image_processor,
         callbacks=[TrainerCheckpointFormat(), *callbacks],
     )
@@ -226,7 +227,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
         "validation_metrics": {
             name[len("eval_") :]: value
             for name, value in metrics.items()
-            if name[len("eval_") :] in ("accuracy", "top5_accuracy", "mean_per_class_accuracy")
+            if name[len("eval_") :] in compute_metrics.names
         },
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "world_size": arguments.world_size,
