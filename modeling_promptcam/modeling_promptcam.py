@@ -520,6 +520,9 @@ class BackboneFamily:
         needs_config_image_size: absolute position embeddings of the config's grid that are interpolated only with
             `interpolate_pos_encoding=True`; otherwise any multiple of the patch size is accepted.
         from_config_kwargs: passed to `AutoModel.from_config` when the model builds its backbone.
+        exports_to_onnx: whether `promptcam export --format onnx` writes this family as an ONNX graph (every family
+            marked so is exported and checked against PyTorch under onnxruntime by tests/test_export.py); the export
+            refuses the others by name.
 
     Calling a family with a backbone gives its [`BackboneDriver`] (as the classes of the former registry did).
     """
@@ -532,6 +535,7 @@ class BackboneFamily:
     prefix_tokens: Callable[[PreTrainedConfig], int] = cls_and_register_tokens
     needs_config_image_size: bool = False
     from_config_kwargs: dict = field(default_factory=dict)
+    exports_to_onnx: bool = True
 
     def build_backbone(self, backbone_config: PreTrainedConfig) -> PreTrainedModel:
         return AutoModel.from_config(backbone_config, **self.from_config_kwargs)

@@ -21,7 +21,7 @@ LAYERS = [
     {"model"},
     {"files", "extras", "compat", "ranges"},
     {"data"},
-    {"convert", "training", "explain"},
+    {"convert", "training", "explain", "export"},
     {"evaluation"},
     {"demo", "app"},
     {"cli"},
