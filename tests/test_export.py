@@ -124,6 +124,22 @@ def test_the_batch_is_dynamic_and_the_resolution_fixed():
     np.testing.assert_allclose(alone[0], together[1], rtol=0, atol=TOLERANCE)
 
 
+def test_a_vit_exported_at_another_size_carries_its_interpolated_position_embeddings():
+    # the image processor's size, not the config's, is the graph's resolution: ViT interpolates (asked to) and the
+    # interpolated embeddings are pinned
+    model = tiny_model("vit", num_labels=4)
+    size = IMAGE_SIZE + 2 * PATCH_SIZE
+    graph = export_onnx(model, promptcam_image_processor(model.config, image_size=size), top_k=2)
+    assert graph.position_embeddings_pinned and graph.metadata["promptcam.image_size"] == f"{size}x{size}"
+    pixel_values = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
+    logits, trait_maps, _ = run_graph(graph.data, pixel_values)
+    with torch.no_grad():
+        reference = model(pixel_values, trait_map_top_k=2, interpolate_pos_encoding=True)
+    assert trait_maps.shape[-2:] == (size // PATCH_SIZE, size // PATCH_SIZE)
+    np.testing.assert_allclose(logits, reference.logits.numpy(), rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(trait_maps, reference.trait_maps.numpy(), rtol=0, atol=TOLERANCE)
+
+
 @pytest.mark.parametrize("family, pinned", [("vit", False), ("dinov2", True), ("dinov2_with_registers", True)])
 def test_the_metadata_carries_the_preprocessing_and_the_pinned_position_embeddings(exports, family, pinned):
     model, processor, graph = exports(family)
