@@ -145,9 +145,10 @@ def pinned_position_embeddings(
     `pixel_values`, computed once by an eager forward pass. Yields whether the backbone interpolated any.
 
     Why: traced, transformers' DINOv2 embeddings always interpolate their position embeddings (to follow any input
-    size), and the registers variant resamples with antialiased bicubic, which ONNX cannot express. The graph takes
-    one resolution anyway, so the interpolated embeddings are computed here, where PyTorch computes them exactly, and
-    the graph carries them as they are. Backbones that do not interpolate at this resolution are left unchanged.
+    size), and the registers variant resamples with antialiased bicubic, which the TorchScript exporter cannot write
+    (`aten::_upsample_bicubic2d_aa` has no ONNX conversion there). The graph takes one resolution anyway, so the
+    interpolated embeddings are computed here, where PyTorch computes them exactly, and the graph carries them as
+    they are. Backbones that do not interpolate at this resolution are left unchanged.
     """
     embeddings = getattr(model.backbone, "embeddings", None)
     original = getattr(embeddings, "interpolate_pos_encoding", None)
