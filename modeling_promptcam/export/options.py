@@ -23,12 +23,15 @@ class ExportOptions:
     Each field's `metadata["help"]` is its `--help` text (the CLI is generated from this class, docs/cli.md).
     """
 
-    model: str = field(metadata={"help": "a folder saved by save_pretrained / promptcam train / promptcam convert"})
+    model: str = field(
+        metadata={"help": "a folder saved by save_pretrained / promptcam train / promptcam convert", "metavar": "DIR"}
+    )
     output_dir: str = field(
         metadata={
             "help": "output folder for model.onnx, config.json, preprocessor_config.json and export.json (must be "
             "new or empty unless --overwrite)",
             "aliases": ["--out"],
+            "metavar": "DIR",
         }
     )
     format: str = field(default="onnx", metadata={"help": "the export format", "choices": EXPORT_FORMATS})
@@ -38,10 +41,12 @@ class ExportOptions:
             "min": 1,
             "help": f"the graph returns the trait maps of each image's K highest-scoring classes (at most the "
             f"model's class count; default: {DEFAULT_TOP_K}, or every class when the model has fewer)",
+            "metavar": "K",
         },
     )
     opset: int = field(
-        default=DEFAULT_OPSET, metadata={"min": MIN_OPSET, "max": MAX_OPSET, "help": "the ONNX opset version"}
+        default=DEFAULT_OPSET,
+        metadata={"min": MIN_OPSET, "max": MAX_OPSET, "help": "the ONNX opset version", "metavar": "N"},
     )
     overwrite: bool = field(default=False, metadata={"help": "write into a non-empty output folder"})
 
