@@ -248,6 +248,29 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
     return summary
 
 
+def close_process_group(wait_for_peers: bool) -> bool:
+    """End this process's part in a data-parallel run (docs/training.md, "How a data-parallel run ends"); returns
+    whether there was a process group to close (False outside a data-parallel run: nothing is done).
+
+    1. Collect garbage: what is left of the finished `Trainer` in reference cycles (the DDP model, whose C++ reducer
+       holds the process group) is destroyed now, while the interpreter is fully alive, not by its teardown.
+    2. With `wait_for_peers` (this process succeeded): a barrier, so that no process closes its connections while
+       another still communicates. A process that failed skips it: its peers may never arrive (they may be waiting in
+       a collective of their own), and its non-zero exit makes the launcher (torchrun, mpirun) stop them.
+    3. Destroy the process group, on every process, success or failure.
+    """
+    import gc
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return False
+    gc.collect()
+    if wait_for_peers:
+        torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    gc.collect()  # the process group's own objects, now unreferenced
+    return True
+
+
 def _distributed_cpu_launch() -> bool:
     accelerators = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     return not accelerators and int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -321,6 +344,7 @@ __all__ = [
     "accuracy_metric",
     "check_output_dir",
     "check_output_writable",
+    "close_process_group",
     "last_complete_checkpoint",
     "run_training",
     "restore_final",
