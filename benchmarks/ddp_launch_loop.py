@@ -16,7 +16,8 @@ the launch's log), then its process group is killed.
     python benchmarks/ddp_launch_loop.py [--launches 21] [--launcher all|torchrun|accelerate|accelerate-mpi]
         [--timeout 300] [--workdir DIR]
 
-Prints one line per launch (launcher, exit code, wall time) and a summary; exits 1 if any launch hung or failed.
+Prints one line per launch (launcher, exit code, wall time, and how long after the main process wrote
+`training_summary.json`, its last file, the launcher exited) and a summary; exits 1 if any launch hung or failed.
 CPU only (gloo); each launch starts three or four Python processes, so run it on an otherwise idle machine for
 meaningful wall times (the pass / hang count does not depend on that).
 """
@@ -160,6 +161,9 @@ def run_launch(index: int, launcher: str, data: Path, backbone: Path, workdir: P
             code, left_behind = None, []
             alive = end_launch(index, process)
     wall = time.perf_counter() - start
+    summary_file = output / "training_summary.json"
+    # how long the processes took to leave after the main process wrote the summary, its last file
+    exit_lag = time.time() - summary_file.stat().st_mtime if summary_file.is_file() else None
     problem = None
     if code is None:
         problem = "hung; alive: " + "; ".join(alive)
@@ -168,12 +172,23 @@ def run_launch(index: int, launcher: str, data: Path, backbone: Path, workdir: P
     elif left_behind:
         problem = "the launcher exited but left processes running: " + "; ".join(left_behind)
     else:
-        summary_file = output / "training_summary.json"
         if not (output / "final" / "config.json").is_file() or not summary_file.is_file():
             problem = "exit code 0 but no final/ or training_summary.json"
         elif json.loads(summary_file.read_text()).get("world_size") != 2:
             problem = "exit code 0 but the summary's world_size is not 2"
-    return {"index": index, "launcher": launcher, "code": code, "wall": wall, "problem": problem, "log": str(log)}
+    return {
+        "index": index,
+        "launcher": launcher,
+        "code": code,
+        "wall": wall,
+        "exit_lag": exit_lag,
+        "problem": problem,
+        "log": str(log),
+    }
+
+
+def _seconds(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:5.1f} s"
 
 
 def main() -> int:
@@ -210,7 +225,7 @@ def main() -> int:
         status = "ok" if result["problem"] is None else result["problem"]
         print(
             f"launch {index + 1:2d}/{args.launches} {launcher:14s} exit {result['code']!s:4s} "
-            f"{result['wall']:6.1f} s  {status}",
+            f"{result['wall']:6.1f} s  exit {_seconds(result['exit_lag'])} after the summary  {status}",
             flush=True,
         )
         if result["problem"] is not None:
@@ -224,9 +239,11 @@ def main() -> int:
         walls = [r["wall"] for r in mine]
         hung = sum(r["code"] is None for r in mine)
         failed = sum(r["problem"] is not None and r["code"] is not None for r in mine)
+        lags = [r["exit_lag"] for r in mine if r["exit_lag"] is not None and r["code"] is not None]
         print(
             f"  {launcher:14s} {len(mine):2d} launches: {len(mine) - hung - failed} ok, {hung} hung, {failed} failed; "
-            f"wall min {min(walls):.1f} s, median {statistics.median(walls):.1f} s, max {max(walls):.1f} s"
+            f"wall min {min(walls):.1f} s, median {statistics.median(walls):.1f} s, max {max(walls):.1f} s; "
+            f"exit after the summary max {_seconds(max(lags) if lags else None)}"
         )
     bad = [r for r in results if r["problem"] is not None]
     print(f"  all            {len(results):2d} launches: {len(results) - len(bad)} ok, {len(bad)} hung or failed")
