@@ -267,7 +267,6 @@ def close_process_group(wait_for_peers: bool) -> bool:
     if wait_for_peers:
         torch.distributed.barrier()
     torch.distributed.destroy_process_group()
-    gc.collect()  # the process group's own objects, now unreferenced
     return True
 
 
