@@ -19,7 +19,14 @@ from modeling_promptcam.data import (
     load_image_folder,
 )
 from modeling_promptcam.modeling_promptcam import promptcam_image_processor
-from modeling_promptcam.training import Recipe, TrainerCheckpointFormat, TrainOptions, accuracy_metric, build_model
+from modeling_promptcam.training import (
+    AugmentationEpoch,
+    Recipe,
+    TrainerCheckpointFormat,
+    TrainOptions,
+    accuracy_metric,
+    build_model,
+)
 
 
 def main() -> None:
@@ -51,7 +58,10 @@ def main() -> None:
     processor = promptcam_image_processor(model.config, image_size=recipe.image_size)
 
     # 4. transforms: random resize-crop-flip for training, the saved image processor for evaluation
-    train = dataset["train"].with_transform(batch_transform(TrainTransform(recipe.image_size, recipe.train_resize)))
+    # (crops and flips are a function of (seed, epoch, sample id): AugmentationEpoch sets the epoch, so a resumed run
+    # sees the same images)
+    augmentation = TrainTransform(recipe.image_size, recipe.train_resize, seed=42)
+    train = dataset["train"].with_transform(batch_transform(augmentation))
     validation = dataset["validation"].with_transform(batch_transform(EvalTransform(processor)))
 
     # 5. Trainer: evaluation and checkpoint each epoch, the best epoch on validation kept
@@ -82,7 +92,7 @@ def main() -> None:
         compute_metrics=accuracy_metric,
         processing_class=processor,
         # checkpoints in the layout Trainer reloads (best model, resume); the portable layout again when training ends
-        callbacks=[TrainerCheckpointFormat()],
+        callbacks=[TrainerCheckpointFormat(), AugmentationEpoch(augmentation)],
     )
     trainer.train()
     print(trainer.evaluate())

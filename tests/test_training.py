@@ -397,3 +397,38 @@ def test_training_on_a_datasets_dataset_with_other_column_names(workspace, tmp_p
     assert summary["validation_accuracy"] >= 0.8
     model = PromptCamForImageClassification.from_pretrained(tmp_path / "run" / "final")
     assert model.config.id2label == {0: "red", 1: "green", 2: "blue"}
+
+
+EXIT_SCRIPT = """
+import sys, torch
+from modeling_promptcam.cli.train import distributed_exit
+torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:{port}", rank=0, world_size=1)
+if sys.argv[1] == "fail":
+    try:
+        with distributed_exit():
+            raise ValueError("bad data")
+    except ValueError:
+        print("raised; group closed:", not torch.distributed.is_initialized())
+    sys.exit(3)
+with distributed_exit():
+    print("trained")
+print("not reached: the process ends inside distributed_exit")
+sys.exit(4)
+"""
+
+
+@pytest.mark.parametrize("outcome", ["succeed", "fail"])
+def test_the_distributed_exit_path_closes_the_group_and_ends_the_process(tmp_path, outcome):
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT_SCRIPT.format(port=_free_port()))
+    result = subprocess.run(
+        [sys.executable, str(script), outcome],
+        env=_ddp_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if outcome == "succeed":  # barrier, destroy, then exit 0 at once (nothing after the with block runs)
+        assert (result.returncode, result.stdout) == (0, "trained\n"), result.stderr
+    else:  # the error goes on (to the CLI's error path) after the group was destroyed without a barrier
+        assert (result.returncode, result.stdout) == (3, "raised; group closed: True\n"), result.stderr

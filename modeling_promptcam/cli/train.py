@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+import traceback
+
 from ..training.options import TrainOptions
 
 NAME = "train"
@@ -19,23 +25,39 @@ OPTIONS = (TrainOptions,)
 def run(options: TrainOptions) -> int:
     from ..training.trainer import run_training
 
-    try:
+    with distributed_exit():
         summary = run_training(options)
-    finally:
-        _end_distributed()
-    if "final_dir" in summary:  # the main process of a data-parallel run
-        accuracy = summary["validation_accuracy"]
-        shown = f"{accuracy:.4f}" if accuracy is not None else "n/a (no validation split)"
-        print(f"Validation accuracy {shown}; model in {summary['final_dir']}")
+        if "final_dir" in summary:  # the main process of a data-parallel run
+            accuracy = summary["validation_accuracy"]
+            shown = f"{accuracy:.4f}" if accuracy is not None else "n/a (no validation split)"
+            print(f"Validation accuracy {shown}; model in {summary['final_dir']}")
     return 0
 
 
-def _end_distributed() -> None:
-    """Close the process group of a data-parallel run, so every process exits cleanly: all ranks meet first, so none
-    tears down its connections while another still talks to it. This is the process's end, so it is the command's
-    job (a library caller may go on using the group)."""
-    import torch
+@contextlib.contextmanager
+def distributed_exit():
+    """The one way a `promptcam train` process leaves a data-parallel run (docs/training.md, "How a data-parallel
+    run ends"). It is the process's end, so it is the command's job (a library caller may go on using the group).
 
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    - Success: [`close_process_group`] after a final barrier, then the process ends at once with exit code 0
+      (`os._exit`, after flushing its output and logs): everything it had to do is done, and the interpreter's
+      teardown (joining gloo's and the autograd engine's threads, finalizers, C++ static destructors) is where a
+      finished process could hang with no way for the launcher to tell.
+    - Failure: [`close_process_group`] without the barrier (the peers may never get there), and the error goes on to
+      the one error path (`error: ...`, exit 1); the launcher then stops the other processes.
+    Outside a data-parallel run it changes nothing.
+    """
+    from ..training.trainer import close_process_group
+
+    try:
+        yield
+    except BaseException as error:
+        # the traceback's frames hold the Trainer (and through it the process group): let them go, keep the lines
+        traceback.clear_frames(error.__traceback__)
+        close_process_group(wait_for_peers=False)
+        raise
+    if close_process_group(wait_for_peers=True):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)

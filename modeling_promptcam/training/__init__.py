@@ -4,7 +4,14 @@ and its callbacks, prompt-only (PEFT) adapters, and what goes to the Hub.
 
 from .adapters import load_prompt_adapter, merge_prompt_adapter, save_prompt_adapter, wrap_for_prompt_training
 from .backbone import BACKBONE_KEY_MAPPING, build_model
-from .callbacks import CollationObserver, SampleIdRecorder, TrainerCheckpointFormat
+from .callbacks import (
+    AugmentationEpoch,
+    CollationObserver,
+    RunTrainingLoss,
+    SampleIdRecorder,
+    TrainerCheckpointFormat,
+    run_mean_loss,
+)
 from .hub import card_data, model_card, push_folder, write_model_card
 from .metrics import CLASSIFICATION_ACCURACY_PATH, METRIC_MODULES, ClassificationMetrics, load_metric_module
 from .options import TrainOptions
@@ -20,12 +27,14 @@ from .trainer import (
 )
 
 __all__ = [
+    "AugmentationEpoch",
     "BACKBONE_KEY_MAPPING",
     "CLASSIFICATION_ACCURACY_PATH",
     "ClassificationMetrics",
     "METRIC_MODULES",
     "CollationObserver",
     "Recipe",
+    "RunTrainingLoss",
     "SampleIdRecorder",
     "TrainerCheckpointFormat",
     "SUMMARY_FILE",
@@ -44,6 +53,7 @@ __all__ = [
     "model_card",
     "preset_names",
     "push_folder",
+    "run_mean_loss",
     "run_training",
     "save_final",
     "save_prompt_adapter",

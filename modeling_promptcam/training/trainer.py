@@ -20,7 +20,7 @@ from ..data.transforms import EvalTransform, PromptCamCollator, TrainTransform, 
 from ..files import write_json_atomically
 from ..modeling_promptcam import promptcam_image_processor
 from .backbone import build_model
-from .callbacks import CollationObserver, TrainerCheckpointFormat
+from .callbacks import AugmentationEpoch, CollationObserver, RunTrainingLoss, TrainerCheckpointFormat
 from .metrics import ClassificationMetrics, accuracy_metric
 from .options import TrainOptions
 
@@ -186,9 +186,9 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
     model, recipe = build_model(options, recipe, class_names)
     image_processor = promptcam_image_processor(model.config, image_size=recipe.image_size)
 
-    dataset["train"] = dataset["train"].with_transform(
-        batch_transform(TrainTransform(recipe.image_size, recipe.train_resize))
-    )
+    # crops and flips are a function of (seed, epoch, sample id), so a resumed run sees the same images (AugmentationEpoch)
+    augmentation = TrainTransform(recipe.image_size, recipe.train_resize, seed=options.seed)
+    dataset["train"] = dataset["train"].with_transform(batch_transform(augmentation))
     if has_validation:
         dataset["validation"] = dataset["validation"].with_transform(batch_transform(EvalTransform(image_processor)))
 
@@ -199,6 +199,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
 
     callbacks = list(callbacks or [])
     compute_metrics = ClassificationMetrics()  # eval_accuracy, eval_top5_accuracy, eval_mean_per_class_accuracy
+    run_loss = RunTrainingLoss()  # the whole run's loss, a resumed run's earlier part included
     collator = PromptCamCollator(observers=[c for c in callbacks if isinstance(c, CollationObserver)])
     trainer = Trainer(
         model=model,
@@ -208,7 +209,8 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
         data_collator=collator,
         compute_metrics=compute_metrics,
         processing_class=image_processor,
-        callbacks=[TrainerCheckpointFormat(), *callbacks],
+        # run_loss last: it sees whether any callback before it asked for a checkpoint
+        callbacks=[TrainerCheckpointFormat(), AugmentationEpoch(augmentation), *callbacks, run_loss],
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = trainer.evaluate() if has_validation else {}
@@ -221,7 +223,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
         "validation_images": len(dataset["validation"]) if has_validation else 0,
         "recipe": recipe.to_dict(),
         "preset": options.preset,
-        "train_loss": result.training_loss,
+        "train_loss": run_loss.train_loss if run_loss.train_loss is not None else result.training_loss,
         "validation_accuracy": metrics.get("eval_accuracy"),
         # every validation metric of the final evaluation, without the Trainer's "eval_" prefix (the model card's)
         "validation_metrics": {
@@ -244,6 +246,28 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
             summary["hub_url"] = push_folder(final_dir, options.push_to_hub)
     trainer.accelerator.wait_for_everyone()
     return summary
+
+
+def close_process_group(wait_for_peers: bool) -> bool:
+    """End this process's part in a data-parallel run (docs/training.md, "How a data-parallel run ends"); returns
+    whether there was a process group to close (False outside a data-parallel run: nothing is done).
+
+    1. Collect garbage: what is left of the finished `Trainer` in reference cycles (the DDP model, whose C++ reducer
+       holds the process group) is destroyed now, while the interpreter is fully alive, not by its teardown.
+    2. With `wait_for_peers` (this process succeeded): a barrier, so that no process closes its connections while
+       another still communicates. A process that failed skips it: its peers may never arrive (they may be waiting in
+       a collective of their own), and its non-zero exit makes the launcher (torchrun, mpirun) stop them.
+    3. Destroy the process group, on every process, success or failure.
+    """
+    import gc
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return False
+    gc.collect()
+    if wait_for_peers:
+        torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    return True
 
 
 def _distributed_cpu_launch() -> bool:
@@ -319,6 +343,7 @@ __all__ = [
     "accuracy_metric",
     "check_output_dir",
     "check_output_writable",
+    "close_process_group",
     "last_complete_checkpoint",
     "run_training",
     "restore_final",

@@ -9,6 +9,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from modeling_promptcam.training import SampleIdRecorder, TrainOptions, run_training  # noqa: E402
+from modeling_promptcam.training.trainer import close_process_group  # noqa: E402
 from tests.helpers.training import EndOfTraining  # noqa: E402
 
 backbone, data_dir, output_dir, record_dir = sys.argv[1:5]
@@ -36,4 +37,4 @@ record = {
 }
 with open(os.path.join(record_dir, f"rank{rank}.json"), "w") as handle:
     json.dump(record, handle)
-torch.distributed.destroy_process_group()
+close_process_group(wait_for_peers=True)  # the exit path of `promptcam train`
