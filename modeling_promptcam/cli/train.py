@@ -22,7 +22,7 @@ def run(options: TrainOptions) -> int:
     try:
         summary = run_training(options)
     finally:
-        _end_distributed()
+        end_distributed()
     if "final_dir" in summary:  # the main process of a data-parallel run
         accuracy = summary["validation_accuracy"]
         shown = f"{accuracy:.4f}" if accuracy is not None else "n/a (no validation split)"
@@ -30,7 +30,7 @@ def run(options: TrainOptions) -> int:
     return 0
 
 
-def _end_distributed() -> None:
+def end_distributed() -> None:
     """Close the process group of a data-parallel run, so every process exits cleanly: all ranks meet first, so none
     tears down its connections while another still talks to it. This is the process's end, so it is the command's
     job (a library caller may go on using the group)."""
