@@ -41,23 +41,22 @@ def run(options: ExplainOptions) -> int:
 
 
 def _run_parquet(options: ExplainOptions) -> int:
-    from ..explain.dataset import explain_dataset
+    from ..explain.dataset import explain_dataset, process_state
     from .train import end_distributed
 
     try:
         result = explain_dataset(options)
     finally:
         end_distributed()
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:  # the main process reports the whole run
         return 0 if result.ok else 1
     for message in result.errors:
         report_error(message)
     resumed = f", {result.resumed} resumed from an earlier run" if result.resumed else ""
+    shared = f" by {result.world_size} processes" if result.world_size > 1 else ""
     print(
         f"Explained {result.images - len(result.failures)} of {result.images} image(s) into {result.shards} Parquet "
-        f"shard(s) in {result.output_dir}{resumed}; load with datasets.load_dataset({result.output_dir!r}, "
+        f"shard(s) in {result.output_dir}{shared}{resumed}; load with datasets.load_dataset({result.output_dir!r}, "
         "split='train')."
     )
     return 0 if result.ok else 1

@@ -10,7 +10,7 @@ and writes them itself: the shards together hold every image exactly once, in so
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ from .sources import DatasetImages, ImageFiles, ImageFolder, ImageSource
 
 # the failures listed by `promptcam explain` before "... and N more"
 LISTED_FAILURES = 20
+DEFAULT_TOP_K = next(f.default for f in dataclasses.fields(ExplainOptions) if f.name == "top_k")
 
 
 @dataclass
@@ -134,7 +135,8 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
     in `options.output_dir` (module docstring; columns: [`features`]).
 
     Before any work: the options' combination ([`ExplainOptions.check_combination`]); the model folder; `top_k` at
-    most the model's class count (every row has k classes); the source (a dataset without the image column is
+    most the model's class count (every row has k classes; the default 5 becomes the class count of a model with
+    fewer classes); the source (a dataset without the image column is
     refused, naming its columns); an output folder holding another run's shards (another model, other settings or
     other images) is refused, naming what differs. An image that cannot be read gets a row with its `error`; the
     others are explained.
@@ -147,10 +149,13 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
     options.check_combination()
     if options.output_format != "parquet":
         raise ExplainUsageError("explain_dataset writes --format parquet; explain_images writes the HTML report.")
-    accelerate = require("accelerate", "train", "Explaining a dataset")
+    require("accelerate", "train", "Explaining a dataset")  # before any work: the process state needs it
     check_model_folder(options.model)
     config = PromptCamConfig.from_pretrained(options.model)
-    if options.top_k > config.num_labels:
+    top_k = options.top_k
+    if top_k > config.num_labels and top_k == DEFAULT_TOP_K:
+        top_k = config.num_labels  # the default of 5 lists every class of a smaller model
+    if top_k > config.num_labels:
         raise ValueError(
             f"--top-k {options.top_k} is more than the model's {config.num_labels} classes; every row lists top-k "
             f"classes, so pass --top-k {config.num_labels} or less."
@@ -158,7 +163,7 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
     stop = parse_stop_rule(options.stop, config.backbone_config.num_attention_heads)
     source = open_source(options)
 
-    state = accelerate.PartialState()
+    state = process_state()
     try:
         model = PromptCamForImageClassification.from_pretrained(options.model).eval().to(state.device)
         processor = AutoImageProcessor.from_pretrained(options.model)
@@ -172,13 +177,12 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
         "split": options.split,
         "image_column": options.image_column if source.kind == "dataset" else None,
         "label_column": options.label_column if source.kind == "dataset" else None,
-        "top_k": options.top_k,
+        "top_k": top_k,
         "blur": options.blur,
         "stop": stop,
     }
-    listing = hashlib.sha256("\n".join(r.image_id for r in source.records).encode()).hexdigest()
-    manifest = build_manifest(model_fingerprint(options.model), settings, len(source), options.shard_size)
-    manifest["listing_sha256"] = listing
+    image_ids = [record.image_id for record in source.records]
+    manifest = build_manifest(model_fingerprint(options.model), settings, image_ids, options.shard_size)
     found = check_output(options.output_dir, manifest)
     count = manifest["shards"]
 
@@ -194,8 +198,8 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
 
     image_size = _image_size(processor, config)
     grid = (image_size[0] // config.backbone_config.patch_size, image_size[1] // config.backbone_config.patch_size)
-    columns = features(options.top_k, config.backbone_config.num_attention_heads, grid)
-    explainer = _BatchExplainer(model, source, options.top_k, options.blur, stop)
+    columns = features(top_k, config.backbone_config.num_attention_heads, grid)
+    explainer = _BatchExplainer(model, source, top_k, options.blur, stop)
     with state.split_between_processes(pending) as mine:
         total = sum(rows_in(index) for index in mine)
         bar = tqdm(
@@ -212,6 +216,16 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
     state.wait_for_everyone()
     failures = _failures(options.output_dir, count)
     return ExplainDatasetResult(options.output_dir, len(source), count, len(done), failures, state.num_processes)
+
+
+def process_state():
+    """Accelerate's `PartialState` of this process: under `accelerate launch` / `torchrun` the process group (NCCL on
+    GPUs; gloo, or MPI under mpirun, on a machine without an accelerator, where Accelerate must be told `cpu=True` to
+    start one), else a single process."""
+    accelerate = require("accelerate", "train", "Explaining a dataset")
+    accelerator = getattr(torch, "accelerator", None)
+    available = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    return accelerate.PartialState(cpu=not available)
 
 
 class _BatchExplainer:
@@ -369,4 +383,4 @@ def _failures(output_dir: str, count: int) -> list[tuple[str, str]]:
     return failures
 
 
-__all__ = ["DATA_DIR", "ExplainDatasetResult", "explain_dataset", "features", "open_source"]
+__all__ = ["DATA_DIR", "ExplainDatasetResult", "explain_dataset", "features", "open_source", "process_state"]

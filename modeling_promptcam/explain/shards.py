@@ -1,12 +1,15 @@
-"""The output folder of a whole-dataset explanation: numbered Parquet shards, a manifest that says which model and
-settings wrote them, and a dataset card so that `datasets.load_dataset(OUTPUT_DIR)` reads the shards as one dataset.
+"""The output folder of a whole-dataset explanation: numbered Parquet shards and a manifest that says which model and
+settings wrote them. `datasets.load_dataset("parquet", data_dir="OUTPUT_DIR/data")` (or
+`datasets.Dataset.from_parquet("OUTPUT_DIR/data/*.parquet")`) reads the shards as one dataset, in image order.
 
 Layout::
 
     OUTPUT_DIR/manifest.json                     the model (path and SHA-256 of its config and weights), the settings,
-                                                 the number of images and shards
-    OUTPUT_DIR/README.md                         dataset card: `configs` pointing `load_dataset` at data/*.parquet
+                                                 the number of images, a SHA-256 of their ids, the shards
     OUTPUT_DIR/data/shard-00000-of-00012.parquet rows of images 0 .. shard_size - 1, and so on
+
+No dataset card with `configs` is written: `datasets` caches a folder loaded through such a card by the folder's name
+and configuration, not by the files' contents, so a resumed or repeated run could be read back from a stale cache.
 
 A shard is written to a temporary file and renamed into place (`files.write_atomically`), so a shard file that exists
 is complete: a run that is interrupted and started again skips the shards that exist (their row count is checked)
@@ -25,7 +28,6 @@ from ..extras import require
 from ..files import write_atomically, write_json_atomically
 
 MANIFEST_FILE = "manifest.json"
-CARD_FILE = "README.md"
 DATA_DIR = "data"
 FORMAT = "promptcam-explain-parquet"
 VERSION = 1
@@ -60,17 +62,19 @@ def model_fingerprint(model_dir: str) -> dict:
     return {"path": os.path.abspath(model_dir), "sha256": digest.hexdigest()}
 
 
-def build_manifest(model: dict, settings: dict, images: int, shard_size: int) -> dict:
-    """The manifest of a run: `model` ([`model_fingerprint`]), the `settings` that change what a row holds, and how
-    the `images` are cut into shards of `shard_size`."""
+def build_manifest(model: dict, settings: dict, image_ids: list[str], shard_size: int) -> dict:
+    """The manifest of a run: `model` ([`model_fingerprint`]), the `settings` that change what a row holds, the
+    images (their number and a SHA-256 of their ids in order: a folder that gained or lost images is another run) and
+    how they are cut into shards of `shard_size`."""
     return {
         "format": FORMAT,
         "version": VERSION,
         "model": model,
         "settings": settings,
-        "images": images,
+        "images": len(image_ids),
+        "listing_sha256": hashlib.sha256("\n".join(image_ids).encode()).hexdigest(),
         "shard_size": shard_size,
-        "shards": -(-images // shard_size),
+        "shards": -(-len(image_ids) // shard_size),
     }
 
 
@@ -121,31 +125,16 @@ def _differences(found, wanted: dict) -> list[str]:
         there, now = found_settings.get(key), wanted["settings"].get(key)
         if there != now:
             differences.append(f"--{key.replace('_', '-')}: {there!r} there, {now!r} now")
-    for key, words in (("images", "images"), ("shard_size", "--shard-size")):
+    for key, words in (("images", "images"), ("listing_sha256", "the images' ids"), ("shard_size", "--shard-size")):
         if found.get(key) != wanted[key]:
             differences.append(f"{words}: {found.get(key)!r} there, {wanted[key]!r} now")
     return differences
 
 
 def write_manifest(output_dir: str, manifest: dict) -> None:
-    """Create the folder and write the manifest and the dataset card (the main process does this once)."""
+    """Create the folder and write the manifest (the main process does this once)."""
     os.makedirs(os.path.join(output_dir, DATA_DIR), exist_ok=True)
     write_json_atomically(os.path.join(output_dir, MANIFEST_FILE), manifest)
-    write_atomically(os.path.join(output_dir, CARD_FILE), _card(manifest))
-
-
-def _card(manifest: dict) -> str:
-    settings = "\n".join(f"- {key}: {value}" for key, value in manifest["settings"].items())
-    return (
-        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/*.parquet\n---\n\n"
-        "# Prompt-CAM explanations\n\n"
-        f"Written by `promptcam explain --format parquet`: {manifest['images']} image(s) in {manifest['shards']} "
-        f"shard(s) of up to {manifest['shard_size']}, explained by the model in `{manifest['model']['path']}` "
-        f"(sha256 {manifest['model']['sha256']}).\n\nSettings:\n\n{settings}\n\n"
-        "Load with `datasets.load_dataset(THIS_FOLDER, split='train')` or "
-        "`datasets.Dataset.from_parquet('THIS_FOLDER/data/*.parquet')`; the columns are described in the "
-        "modeling-promptcam docs (docs/traits.md, 'Whole datasets').\n"
-    )
 
 
 def finished_shards(output_dir: str, count: int, expected_rows) -> set[int]:
@@ -180,7 +169,6 @@ def write_shard(output_dir: str, index: int, count: int, rows: dict, features) -
 
 
 __all__ = [
-    "CARD_FILE",
     "DATA_DIR",
     "MANIFEST_FILE",
     "ShardsOfAnotherRunError",
