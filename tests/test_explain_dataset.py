@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -377,32 +378,49 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_processes_write_one_dataset_with_every_image_once(explained, model_folder, data_dir, tmp_path):
-    out = tmp_path / "parallel"
+def launcher(kind: str, tmp_path) -> tuple[list[str], dict]:
+    """The start of a 2-process command line and its environment: torchrun, or `accelerate launch --cpu` through MPI
+    (as tests/test_training.py starts them)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += [
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "modeling_promptcam",
-        "explain",
-        "--model",
-        str(model_folder),
-    ]
-    command += ["--data-dir", str(data_dir), "--out", str(out), "--top-k", str(TOP_K), "--batch-size", "3"]
-    command += ["--shard-size", "4", "--no-progress"]
+    if kind == "torchrun":
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+        return command + ["--master_port", str(_free_port()), "-m", "modeling_promptcam"], env
+    if shutil.which("mpirun") is None:
+        if os.environ.get("CI"):
+            pytest.fail("mpirun is missing: .ci/run installs openmpi-bin for this test")
+        pytest.skip("needs mpirun (Debian: openmpi-bin)")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost slots=2\n")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+    command += ["--num_machines", "1", "--mpirun_hostfile", str(hosts), "--mixed_precision", "no"]
+    command += ["--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "modeling_promptcam"]
+    return command, {**env, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+
+@pytest.mark.parametrize("kind", ["torchrun", "accelerate_mpi"])
+def test_two_processes_write_one_dataset_with_every_image_once(kind, explained, model_folder, data_dir, tmp_path):
+    out = tmp_path / "parallel"
+    command, env = launcher(kind, tmp_path)
+    command += ["explain", "--model", str(model_folder), "--data-dir", str(data_dir), "--out", str(out)]
+    command += ["--top-k", str(TOP_K), "--batch-size", "3", "--shard-size", "4", "--no-progress"]
     finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 1, finished.stderr  # the broken image: listed once, by the main process
-    assert finished.stdout.count("Explained 10 of 11 image(s) into 3 Parquet shard(s)") == 1, finished.stdout
-    assert "2 processes" in finished.stdout
+    assert finished.returncode == 1, finished.stderr  # the broken image
+    # one summary, by the main process, for the whole run of both processes
+    summary = "Explained 10 of 11 image(s) into 3 Parquet shard(s)"
+    assert finished.stdout.count(summary) == 1 and "by 2 processes" in finished.stdout, finished.stdout
+    expected = [f"error: {explained[1].errors[0]}"]
+    if kind == "torchrun":
+        assert error_lines(finished.stderr) == expected  # listed once, by the main process
+    else:  # accelerate's launcher prints its workers' output again when one exits with an error
+        assert set(error_lines(finished.stderr)) == set(expected)
     rows = load(out)
     single = load(explained[0])
     assert rows["index"] == list(range(11)) and rows["image_id"] == single["image_id"]
     assert rows["top_k_labels"] == single["top_k_labels"] and rows["true_ranked_heads"] == single["true_ranked_heads"]
+    readable = [k for k, error in enumerate(rows["error"]) if error is None]
     np.testing.assert_allclose(
-        np.asarray(rows["predicted_trait_maps"][:7], dtype=np.float32),
-        np.asarray(single["predicted_trait_maps"][:7], dtype=np.float32),
+        np.asarray([rows[k]["predicted_trait_maps"] for k in readable], dtype=np.float32),
+        np.asarray([single[k]["predicted_trait_maps"] for k in readable], dtype=np.float32),
         atol=2e-3,
     )
