@@ -3,7 +3,10 @@ explanations for a whole image folder or dataset ([`explain_dataset`])."""
 
 from __future__ import annotations
 
+import os
+
 from ..explain.options import ExplainOptions, ExplainUsageError
+from ..explain.shards import DATA_DIR
 from .errors import UsageError, report_error
 
 NAME = "explain"
@@ -52,11 +55,11 @@ def _run_parquet(options: ExplainOptions) -> int:
         return 0 if result.ok else 1
     for message in result.errors:
         report_error(message)
-    resumed = f", {result.resumed} resumed from an earlier run" if result.resumed else ""
+    resumed = f", {result.resumed} of them written by an earlier run" if result.resumed else ""
     shared = f" by {result.world_size} processes" if result.world_size > 1 else ""
     print(
         f"Explained {result.images - len(result.failures)} of {result.images} image(s) into {result.shards} Parquet "
-        f"shard(s) in {result.output_dir}{shared}{resumed}; load with datasets.load_dataset({result.output_dir!r}, "
-        "split='train')."
+        f"shard(s) in {result.output_dir}{shared}{resumed}; load with datasets.load_dataset('parquet', "
+        f"data_dir={os.path.join(result.output_dir, DATA_DIR)!r}, split='train')."
     )
     return 0 if result.ok else 1
