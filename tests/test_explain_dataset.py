@@ -324,6 +324,7 @@ def run_cli(argv, capsys) -> tuple[int, str]:
         (["--dataset", "{saved}", "--label-column", "kind"], 1, ["no label column 'kind'", "image, label"]),
         (["--dataset", "{saved}", "--split", "val"], 1, ["--split 'val'", "train, test"]),
         (["--dataset", "{missing}"], 1, ["--dataset", "load_dataset cannot find it"]),
+        (["--dataset", "{bad_label}"], 1, ["train/1: label 9 is not a class of the model (0 .. 3)"]),
     ],
 )
 def test_bad_input_is_one_clear_line_before_any_work(
@@ -331,7 +332,12 @@ def test_bad_input_is_one_clear_line_before_any_work(
 ):
     no_image = tmp_path / "no_image"
     datasets.Dataset.from_dict({"picture": ["a"], "label": [0]}).save_to_disk(str(no_image))
+    bad_label = tmp_path / "bad_label"
+    image_features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    rows = {"image": [random_image(0), random_image(1)], "label": [1, 9]}
+    datasets.Dataset.from_dict(rows, features=image_features).save_to_disk(str(bad_label))
     places = {"data": data_dir, "missing": tmp_path / "missing", "no_image": no_image, "saved": saved_dataset}
+    places["bad_label"] = bad_label
     out = tmp_path / "out"
     line = ["explain", "--model", str(model_folder), "--out", str(out), "--no-progress"]
     line += [token.format(**places) for token in extra]

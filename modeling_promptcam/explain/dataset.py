@@ -162,15 +162,8 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
         )
     stop = parse_stop_rule(options.stop, config.backbone_config.num_attention_heads)
     source = open_source(options)
+    labels = true_classes(source, config)
 
-    state = process_state()
-    try:
-        model = PromptCamForImageClassification.from_pretrained(options.model).eval().to(state.device)
-        processor = AutoImageProcessor.from_pretrained(options.model)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:  # what transformers raises
-        raise ModelFolderError(
-            f"cannot load the model in {options.model} ({type(error).__name__}: {error}); save or convert it again."
-        ) from error
     settings = {
         "source": source.kind,
         "location": os.path.abspath(source.location) if os.path.exists(source.location) else source.location,
@@ -183,8 +176,17 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
     }
     image_ids = [record.image_id for record in source.records]
     manifest = build_manifest(model_fingerprint(options.model), settings, image_ids, options.shard_size)
-    found = check_output(options.output_dir, manifest)
+    found = check_output(options.output_dir, manifest)  # another run's folder is refused before the model loads
     count = manifest["shards"]
+
+    state = process_state()
+    try:
+        model = PromptCamForImageClassification.from_pretrained(options.model).eval().to(state.device)
+        processor = AutoImageProcessor.from_pretrained(options.model)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:  # what transformers raises
+        raise ModelFolderError(
+            f"cannot load the model in {options.model} ({type(error).__name__}: {error}); save or convert it again."
+        ) from error
 
     def rows_in(index: int) -> int:
         return min(options.shard_size, len(source) - index * options.shard_size)
@@ -199,7 +201,7 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
     image_size = _image_size(processor, config)
     grid = (image_size[0] // config.backbone_config.patch_size, image_size[1] // config.backbone_config.patch_size)
     columns = features(top_k, config.backbone_config.num_attention_heads, grid)
-    explainer = _BatchExplainer(model, source, top_k, options.blur, stop)
+    explainer = _BatchExplainer(model, source, labels, top_k, options.blur, stop)
     with state.split_between_processes(pending) as mine:
         total = sum(rows_in(index) for index in mine)
         bar = tqdm(
@@ -228,23 +230,31 @@ def process_state():
     return accelerate.PartialState(cpu=not available)
 
 
+def true_classes(source: ImageSource, config) -> list[int | None]:
+    """Each image's true class as an index into the model's classes (None when unknown): a class index the data
+    gives, or its class name matched by `resolve_class` (an exact name or an `NNN.Class_Name` folder). Raises
+    `ValueError` for an index that is not a class of the model."""
+    labels = []
+    for record in source.records:
+        if record.label_index is not None:
+            if not 0 <= record.label_index < config.num_labels:
+                raise ValueError(
+                    f"{record.image_id}: label {record.label_index} is not a class of the model (0 .. "
+                    f"{config.num_labels - 1}); the label column must hold the model's class indices or class names."
+                )
+            labels.append(record.label_index)
+        else:
+            labels.append(resolve_class(config, record.label_name) if record.label_name is not None else None)
+    return labels
+
+
 class _BatchExplainer:
     """Rows of the output for runs of a source's images, computed a batch at a time."""
 
-    def __init__(self, model, source: ImageSource, top_k: int, blur: str, stop):
-        self.model, self.source, self.top_k, self.blur, self.stop = model, source, top_k, blur, stop
+    def __init__(self, model, source: ImageSource, labels: list[int | None], top_k: int, blur: str, stop):
+        self.model, self.source, self.labels = model, source, labels
+        self.top_k, self.blur, self.stop = top_k, blur, stop
         self.names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
-        self.labels = [self._true_class(record) for record in source.records]
-
-    def _true_class(self, record) -> int | None:
-        if record.label_index is not None:
-            if not 0 <= record.label_index < len(self.names):
-                raise ValueError(
-                    f"{record.image_id}: label {record.label_index} is not a class of the model (0 .. "
-                    f"{len(self.names) - 1}); the label column must hold the model's class indices or class names."
-                )
-            return record.label_index
-        return resolve_class(self.model, record.label_name) if record.label_name is not None else None
 
     def shard(self, processor, reader, start: int, stop: int, batch_size: int, bar) -> dict[str, list]:
         """The columns of rows `start` to `stop - 1`; the next batch's images are read while the model runs."""
@@ -295,19 +305,19 @@ class _BatchExplainer:
         pixel_values = pixel_values.to(model.device, model.dtype)
         output = model(pixel_values, trait_map_top_k=1)
         predicted = output.trait_map_classes[:, 0]
-        probabilities = output.logits.float().softmax(-1)
+        probabilities = output.logits.float().softmax(-1).cpu()
         best = probabilities.topk(self.top_k, dim=-1)
-        top_labels, top_scores = best.indices.clone(), best.values.clone()
+        top_labels, top_scores, chosen = best.indices.clone(), best.values.clone(), predicted.cpu()
         # a tie at the top: list the class the maps were drawn for first (its probability is the same)
-        for row in torch.nonzero(top_labels[:, 0] != predicted).flatten().tolist():
-            order = [int(predicted[row])] + [int(c) for c in top_labels[row] if int(c) != int(predicted[row])]
+        for row in torch.nonzero(top_labels[:, 0] != chosen).flatten().tolist():
+            order = [int(chosen[row])] + [int(c) for c in top_labels[row] if int(c) != int(chosen[row])]
             top_labels[row] = torch.tensor(order[: self.top_k])
             top_scores[row] = probabilities[row, top_labels[row]]
         predicted_maps = output.trait_maps[:, 0].to(torch.float16).cpu().numpy()
         predicted_rankings = model.rank_traits(pixel_values, target_classes=predicted, blur=self.blur, stop=self.stop)
 
         known = [labels[k] for k in readable]
-        other = [j for j, label in enumerate(known) if label is not None and label != int(predicted[j])]
+        other = [j for j, label in enumerate(known) if label is not None and label != int(chosen[j])]
         true_maps, true_rankings = {}, {}
         if other:
             subset = pixel_values[other]
@@ -317,12 +327,12 @@ class _BatchExplainer:
             true_maps, true_rankings = dict(zip(other, maps)), dict(zip(other, rankings))
 
         for j, k in enumerate(readable):
-            label, top = known[j], int(predicted[j])
+            label, top = known[j], int(chosen[j])
             rows["predicted"][k] = top
             rows["predicted_name"][k] = self.names[top]
-            rows["top_k_labels"][k] = [int(c) for c in top_labels[j]]
-            rows["top_k_names"][k] = [self.names[int(c)] for c in top_labels[j]]
-            rows["top_k_scores"][k] = [float(p) for p in top_scores[j]]
+            rows["top_k_labels"][k] = top_labels[j].tolist()
+            rows["top_k_names"][k] = [self.names[c] for c in rows["top_k_labels"][k]]
+            rows["top_k_scores"][k] = top_scores[j].tolist()
             _put_ranking(rows, "predicted", k, predicted_rankings[j], predicted_maps[j])
             if label is not None:
                 rows["correct"][k] = label == top
@@ -383,4 +393,12 @@ def _failures(output_dir: str, count: int) -> list[tuple[str, str]]:
     return failures
 
 
-__all__ = ["DATA_DIR", "ExplainDatasetResult", "explain_dataset", "features", "open_source", "process_state"]
+__all__ = [
+    "DATA_DIR",
+    "ExplainDatasetResult",
+    "explain_dataset",
+    "features",
+    "open_source",
+    "process_state",
+    "true_classes",
+]
