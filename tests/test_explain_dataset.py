@@ -372,6 +372,7 @@ def test_parquet_from_image_files_and_html_stays_the_default(model_folder, tmp_p
     assert (
         main(["explain", "--model", str(model_folder), str(image), "--out", str(default), "--format", "parquet"]) == 0
     )
+    assert "images/s" in capsys.readouterr().err  # the progress bar shows the rate
     assert load(default)[0]["top_k_names"] == [CLASS_NAMES[i] for i in load(default)[0]["top_k_labels"]]
     assert sorted(load(default)[0]["top_k_labels"]) == [0, 1, 2, 3]
 

@@ -73,11 +73,6 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.records)
 
-    @property
-    def has_labels(self) -> bool:
-        """Whether any image's true class is known."""
-        return any(r.label_name is not None or r.label_index is not None for r in self.records)
-
     def read(self, start: int, stop: int) -> list[Image.Image | str]:
         """Images `start` to `stop - 1` as RGB, each a PIL image or, when it cannot be read, the reason
         ([`read_failure`]): one bad file never stops a run."""
