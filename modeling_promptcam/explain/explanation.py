@@ -48,7 +48,7 @@ class Explanation:
 def resolve_class(model: PromptCamForImageClassification | PretrainedConfig, name: str) -> int | None:
     """The class index of `name` in a model (or its config): an exact class name, or an official `NNN.Class_Name`
     folder name."""
-    config = model.config if isinstance(model, torch.nn.Module) else model
+    config = model if isinstance(model, PretrainedConfig) else model.config
     label2id = {str(label): int(index) for index, label in config.id2label.items()}
     if name in label2id:
         return label2id[name]
