@@ -191,6 +191,9 @@ def explain_dataset(options: ExplainOptions) -> ExplainDatasetResult:
     def rows_in(index: int) -> int:
         return min(options.shard_size, len(source) - index * options.shard_size)
 
+    # every process has checked the folder before the main process adds to it (a process still checking would see
+    # a folder with files but no manifest yet and refuse it)
+    state.wait_for_everyone()
     if found is None and state.is_main_process:
         write_manifest(options.output_dir, manifest)
     state.wait_for_everyone()
