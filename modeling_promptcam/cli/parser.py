@@ -14,7 +14,9 @@ HfArgumentParser cannot express, each asked for by a metadata key (docs/cli.md s
 - `"min"`, `"max"`, `"above"` (and every `float` field): a number in a range, read and checked by the package's one
   range rule (modeling_promptcam/ranges.py), which the options dataclasses also apply; the range is shown in `--help`
   and an out-of-range value is a usage error that says it;
-- `"one_of": name`: fields sharing the name form a required group, exactly one of which is given;
+- `"one_of": name`: fields sharing the name form a required group, exactly one of which is given; a positional
+  member (declared first) takes zero or more values, and "exactly one" is checked after parsing (argparse's own
+  groups cannot hold a positional that may be left out), with argparse's words and exit code 2;
 - `"cli": False`: a field for programmatic use only (a dict of further arguments), not on the command line.
 """
 
@@ -72,6 +74,7 @@ class OptionsParser(HfArgumentParser):
     def __init__(self, dataclass_types=None, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         self._one_of_groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+        self._one_of_positionals: dict[str, argparse.Action] = {}  # group name -> its positional member
         super().__init__(dataclass_types, **kwargs)
         # HfArgumentParser lists `--field_name` first; usage lines and help show the hyphen spellings first, as the
         # docs write them (only the display order changes: every spelling is still accepted)
@@ -86,9 +89,18 @@ class OptionsParser(HfArgumentParser):
         if own.get("cli", True) is False:
             return
         field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k not in OWN_KEYS})
+        if "one_of" in own and own.get("positional"):
+            if own["one_of"] in self._one_of_groups:
+                raise ValueError(f"{field.name}: the positional member of a one-of group must be declared first.")
+            own["optional_positional"] = True
+            _add_argument(parser, field, _without_none(field.type), own)
+            self._one_of_positionals[own["one_of"]] = parser._actions[-1]
+            return
         if "one_of" in own:
             if own["one_of"] not in self._one_of_groups:
-                self._one_of_groups[own["one_of"]] = parser.add_mutually_exclusive_group(required=True)
+                # with a positional member the group is checked after parsing (parse_known_args), not by argparse
+                required = own["one_of"] not in self._one_of_positionals
+                self._one_of_groups[own["one_of"]] = parser.add_mutually_exclusive_group(required=required)
             parser = self._one_of_groups[own["one_of"]]
             if field.default is dataclasses.MISSING:
                 field.default = None  # the group is required; the member not given is None
@@ -97,6 +109,21 @@ class OptionsParser(HfArgumentParser):
             _add_argument(parser, field, value_type, own)
         else:
             HfArgumentParser._parse_dataclass_field(parser, field)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        for name, positional in self._one_of_positionals.items():
+            if getattr(namespace, positional.dest) in ((), []):
+                setattr(namespace, positional.dest, None)  # not given: None, as for the group's other members
+            given = getattr(namespace, positional.dest) is not None
+            options = [action for action in self._one_of_groups[name]._group_actions]
+            named = [action for action in options if getattr(namespace, action.dest) is not None]
+            if given and named:
+                self.error(f"argument {named[0].option_strings[0]}: not allowed with argument {positional.metavar}")
+            if not given and not named:
+                spelled = " ".join([positional.metavar] + [action.option_strings[0] for action in options])
+                self.error(f"one of the arguments {spelled} is required")
+        return namespace, extras
 
 
 def option_strings(name: str, aliases: str | Iterable[str] = ()) -> list[str]:
@@ -141,6 +168,10 @@ def _add_argument(parser, field: dataclasses.Field, value_type, own: dict) -> No
         kwargs["type"] = _value_reader(own["parse"])
     elif own["ranged"]:
         kwargs["type"] = _number_reader(numeric_kind(field.type), own)
+    if own.get("optional_positional"):
+        kwargs["nargs"] = "*"
+        parser.add_argument(field.name, default=None, **kwargs)
+        return
     if own.get("positional"):
         if default is not dataclasses.MISSING:
             raise ValueError(f"{field.name}: positional arguments are required; give the field no default.")

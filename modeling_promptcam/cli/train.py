@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 
 from ..training.options import TrainOptions
 
@@ -34,13 +35,22 @@ def run(options: TrainOptions) -> int:
     return 0
 
 
+@dataclass
+class ProcessOutcome:
+    """What a command's process exits with when it leaves a data-parallel run through [`distributed_exit`]; the body
+    sets `exit_code` (0 unless it says otherwise)."""
+
+    exit_code: int = 0
+
+
 @contextlib.contextmanager
 def distributed_exit():
-    """The one way a `promptcam train` process leaves a data-parallel run (docs/training.md, "How a data-parallel
-    run ends"). It is the process's end, so it is the command's job (a library caller may go on using the group).
+    """The one way a `promptcam train` or `promptcam explain --format parquet` process leaves a data-parallel run
+    (docs/training.md, "How a data-parallel run ends"). It is the process's end, so it is the command's job (a library
+    caller may go on using the group). Yields a [`ProcessOutcome`] whose `exit_code` the body may set.
 
-    - Success: [`close_process_group`] after a final barrier, then the process ends at once with exit code 0
-      (`os._exit`, after flushing its output and logs): everything it had to do is done, and the interpreter's
+    - Success: [`close_process_group`] after a final barrier, then the process ends at once with the outcome's exit
+      code (`os._exit`, after flushing its output and logs): everything it had to do is done, and the interpreter's
       teardown (joining gloo's and the autograd engine's threads, finalizers, C++ static destructors) is where a
       finished process could hang with no way for the launcher to tell.
     - Failure: [`close_process_group`] without the barrier (the peers may never get there), and the error goes on to
@@ -49,8 +59,9 @@ def distributed_exit():
     """
     from ..training.trainer import close_process_group
 
+    outcome = ProcessOutcome()
     try:
-        yield
+        yield outcome
     except BaseException as error:
         # the traceback's frames hold the Trainer (and through it the process group): let them go, keep the lines
         traceback.clear_frames(error.__traceback__)
@@ -60,4 +71,4 @@ def distributed_exit():
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
-        os._exit(0)
+        os._exit(outcome.exit_code)

@@ -4,6 +4,7 @@ path (training, evaluation, `promptcam explain`, the app) goes through."""
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -22,8 +23,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """An image file as 8-bit RGB through [`to_rgb`], read whole (the file is closed when this returns)."""
+def open_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
+    """An image file (a path, or an open binary file such as the bytes of a `datasets` image in a `BytesIO`) as 8-bit
+    RGB through [`to_rgb`], read whole (the file is closed when this returns)."""
     with Image.open(path) as opened:
         return to_rgb(opened)
 

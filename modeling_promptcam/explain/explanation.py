@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image
+from transformers import PretrainedConfig
 
 from ..data.images import to_rgb
 from ..modeling_promptcam import PromptCamForImageClassification, TraitRanking
@@ -44,9 +45,11 @@ class Explanation:
         return self.true is not None
 
 
-def resolve_class(model: PromptCamForImageClassification, name: str) -> int | None:
-    """The class index of `name`: an exact class name, or an official `NNN.Class_Name` folder name."""
-    label2id = {str(label): int(index) for index, label in model.config.id2label.items()}
+def resolve_class(model: PromptCamForImageClassification | PretrainedConfig, name: str) -> int | None:
+    """The class index of `name` in a model (or its config): an exact class name, or an official `NNN.Class_Name`
+    folder name."""
+    config = model if isinstance(model, PretrainedConfig) else model.config
+    label2id = {str(label): int(index) for index, label in config.id2label.items()}
     if name in label2id:
         return label2id[name]
     match = _NUMBERED.match(name)

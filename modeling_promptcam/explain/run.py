@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from ..data.images import open_rgb
 from ..files import ModelFolderError, check_model_folder, write_atomically
 from .explanation import Explanation, explain_image, resolve_class
-from .options import ExplainOptions
+from .options import ExplainOptions, ExplainUsageError
+from .sources import READ_ERRORS, read_failure
 
 REPORT_FILE = "report.html"
 
@@ -42,10 +43,10 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
     `OUTPUT_DIR/report.html` with every figure embedded. Images are converted to RGB the way training converts them
     (16-bit images rescaled, not clipped).
 
-    Raises `FileNotFoundError` when `options.model` is not a saved model folder, `ModelFolderError` when it is damaged
+    Raises [`ExplainUsageError`] for options that cannot go together or that ask for another format (a whole folder
+    or dataset, `--format parquet`: [`explain_dataset`]), `FileNotFoundError` when `options.model` is not a saved model folder, `ModelFolderError` when it is damaged
     or holds another kind of model, and `ImportError` without matplotlib (the `viz` extra); a missing or unreadable image and an unknown class name are reported in the result instead.
     """
-    from PIL import UnidentifiedImageError
     from tqdm.auto import tqdm
     from transformers import AutoImageProcessor
 
@@ -53,6 +54,9 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
     from .figures import figures_for, png_bytes
     from .report import write_html_report
 
+    options.check_combination()
+    if options.output_format != "html":
+        raise ExplainUsageError("explain_images writes the HTML report; explain_dataset writes --format parquet.")
     check_model_folder(options.model)
     try:
         model = PromptCamForImageClassification.from_pretrained(options.model).eval()
@@ -88,10 +92,8 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
     for path in tqdm(options.images, desc="explaining", unit="image", disable=not options.progress):
         try:
             image = open_rgb(path)
-        except FileNotFoundError:
-            reason = "no such file"
-        except (UnidentifiedImageError, OSError) as error:
-            reason = f"not a readable image ({error})"
+        except READ_ERRORS as error:
+            reason = read_failure(error)
         else:
             # imagefolder layout: a parent folder named like a class gives the true class
             true_class = resolve_class(model, os.path.basename(os.path.dirname(os.path.abspath(path))))
