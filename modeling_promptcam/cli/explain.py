@@ -4,10 +4,14 @@ explanations for a whole image folder or dataset ([`explain_dataset`])."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..explain.options import ExplainOptions, ExplainUsageError
 from ..explain.shards import DATA_DIR
 from .errors import UsageError, report_error
+
+if TYPE_CHECKING:
+    from ..explain.dataset import ExplainDatasetResult
 
 NAME = "explain"
 HELP = "trait-map figures and an HTML report for images, or a Parquet dataset of explanations for a whole dataset"
@@ -55,7 +59,7 @@ def _run_parquet(options: ExplainOptions) -> int:
     return outcome.exit_code
 
 
-def _report_parquet(result) -> None:
+def _report_parquet(result: ExplainDatasetResult) -> None:
     for message in result.errors:
         report_error(message)
     resumed = f", {result.resumed} of them written by an earlier run" if result.resumed else ""
@@ -65,13 +69,3 @@ def _report_parquet(result) -> None:
         f"shard(s) in {result.output_dir}{shared}{resumed}; load with datasets.load_dataset('parquet', "
         f"data_dir={os.path.join(result.output_dir, DATA_DIR)!r}, split='train')."
     )
-    for message in result.errors:
-        report_error(message)
-    resumed = f", {result.resumed} of them written by an earlier run" if result.resumed else ""
-    shared = f" by {result.world_size} processes" if result.world_size > 1 else ""
-    print(
-        f"Explained {result.images - len(result.failures)} of {result.images} image(s) into {result.shards} Parquet "
-        f"shard(s) in {result.output_dir}{shared}{resumed}; load with datasets.load_dataset('parquet', "
-        f"data_dir={os.path.join(result.output_dir, DATA_DIR)!r}, split='train')."
-    )
-    return 0 if result.ok else 1
