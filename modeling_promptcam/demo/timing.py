@@ -38,7 +38,8 @@ class TrainingStepTimer:
     The model is built once (the backbone's weights, new prompts and head, as training builds it) and reused for
     every side; each side runs `warmup_steps` untimed steps first (the first step at a new shape sets up kernels),
     then the median of `timed_steps` timed ones is its time. What training adds (loading the images, logging) is
-    left out; `demo/budget.py` plans only part of the budget for that reason.
+    left out; `demo/budget.py` plans only part of the budget for that reason. `compile_step` runs the step under
+    `torch.compile` (benchmarks/bench_demo_step.py measures that lever; the demo does not compile).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class TrainingStepTimer:
         warmup_steps: int = 1,
         timed_steps: int = 2,
         seed: int = 0,
+        compile_step: bool = False,
     ):
         options = TrainOptions(
             backbone=backbone, data_dir=None, output_dir="", prompt_mode=prompt_mode, learning_rate=learning_rate
@@ -70,6 +72,8 @@ class TrainingStepTimer:
         self.warmup_steps, self.timed_steps = warmup_steps, timed_steps
         self.num_labels = self.model.config.num_labels
         self.generator = torch.Generator().manual_seed(seed)
+        if compile_step:
+            self._step = torch.compile(self._step)
 
     @property
     def patch_size(self) -> int:
