@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/demo_step", help="working and output folder")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.compile:  # a cache of this run's own: a shared /tmp one can hold a half-written kernel of another process
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.abspath(os.path.join(args.out, "inductor-cache")))
 
     if args.tiny:
         backbone = tiny_backbone(os.path.join(args.out, "tiny-backbone"))

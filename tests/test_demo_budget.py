@@ -119,11 +119,29 @@ def test_a_budget_too_small_for_one_epoch_is_refused_with_the_minimum(budget):
     message = str(refused.value)
     given = float(re.search(r"give --time-budget ([0-9.]+) or more", message).group(1))
     assert given == refused.value.minimum_minutes > budget
-    assert "at 140 px" in message and "24 steps of 16 images" in message
-    # the minimum is enough: the same machine fits one epoch (at least) in it, and 0.1 min less does not
+    assert "24 steps of 16 images" in message
+    # the minimum is enough: the same machine fits one epoch (at least) in it
     assert plan(given, FakeMachine(SLOW_CPU)).steps >= 24
-    with pytest.raises(BudgetTooSmall):
-        plan(round(given - 0.1, 1), FakeMachine(SLOW_CPU))
+    if machine.timed == [224, 168, 140]:
+        # every side was timed: the minimum is the fastest side's, and 0.1 min less does not hold an epoch
+        assert "at 140 px" in message and "spent the budget" not in message
+        with pytest.raises(BudgetTooSmall):
+            plan(round(given - 0.1, 1), FakeMachine(SLOW_CPU))
+    else:
+        # 6 s: timing 224 px (12.6 s) spent it; the minimum comes from 224 px, more than enough
+        assert budget == 0.1 and machine.timed == [224] and "at 224 px" in message
+
+
+def test_timing_stops_when_it_has_spent_the_budget():
+    """On a machine so slow that timing 224 px spends the budget, the smaller sides are not timed (each would spend
+    more of it); the refusal's minimum, from what was measured, still holds an epoch."""
+    crawling = {side: 20 * seconds for side, seconds in SLOW_CPU.items()}  # 84 s a step at 224 px
+    machine = FakeMachine(crawling)
+    with pytest.raises(BudgetTooSmall, match="which spent the budget before 168 px") as refused:
+        plan(3, machine)
+    assert machine.timed == [224]
+    assert "at 224 px" in str(refused.value)
+    assert plan(refused.value.minimum_minutes, FakeMachine(crawling)).steps >= 24
 
 
 def test_bad_timer_values_and_sizes_are_refused():

@@ -145,6 +145,8 @@ def plan_schedule(
     measured: dict[int, float] = {}
     chosen, steps = None, recipe_steps
     for side in sizes:
+        if measured and clock() - started >= budget_s:
+            break  # the timing alone spent the budget: time no smaller side, refuse from what was measured
         measured[side] = float(step_timer(side))
         if measured[side] <= 0 or not math.isfinite(measured[side]):
             raise ValueError(f"the step timer gave {measured[side]} s for {side} px; it must be a positive time.")
@@ -170,11 +172,14 @@ def plan_schedule(
         if steps < steps_per_epoch:
             epoch_s = steps_per_epoch * measured[chosen]
             minimum = _rounded_up((timing_s + epoch_s / PLANNED_SHARE) / 60)
+            stopped = (
+                "" if len(measured) == len(sizes) else f", which spent the budget before {sizes[len(measured)]} px"
+            )
             raise BudgetTooSmall(
                 f"--time-budget {time_budget:g} min is too small for one epoch: one epoch ({steps_per_epoch} steps of "
                 f"{batch_size} images) at {chosen} px takes {epoch_s / 60:.1f} min on this machine ({measured[chosen]:.2f} s "
-                f"a step, {word}) and timing the steps took {timing_s:.0f} s; give --time-budget {minimum:g} or more "
-                "(or fewer --train-per-class).",
+                f"a step, {word}) and timing the steps took {timing_s:.0f} s{stopped}; give --time-budget {minimum:g} "
+                "or more (or fewer --train-per-class).",
                 minimum,
             )
         why = (
