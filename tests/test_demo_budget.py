@@ -269,6 +269,10 @@ def test_summary_records_the_schedule_the_trainer_followed(tiny_backbone, tmp_pa
     assert f"schedule: {steps} steps" in printed and "Why:" in printed
     assert f"step {steps}/{steps}: expected end of training" in printed  # the Trainer ran exactly those steps
     assert summary["settings"]["time_budget"] == 0.05
+    report = (tmp_path / "report.html").read_text()
+    assert (
+        f"trained for {steps} steps ({written['epochs']:g} epochs) at {IMAGE_SIZE} px, time budget 0.05 min" in report
+    )
 
 
 def test_no_budget_trains_the_given_epochs(tiny_backbone, tmp_path):

@@ -120,19 +120,25 @@ def choose_schedule(
         return fixed_schedule(image_size=options.image_size, **common)
     # a ViT's position embeddings fix its side (training refuses another); DINOv2 interpolates them to any side
     sizes = ladder(options.image_size, patch_size, fixed=getattr(config, "model_type", "") == "vit")
-    timer = step_timer
-    if timer is None:
-        _stage(
-            f"timing a training step at {', '.join(f'{side} px' for side in sizes)} (largest first, until one fits)"
-        )
-        timer = TrainingStepTimer(
-            backbone, options.batch_size, options.learning_rate, options.prompt_mode, bf16, seed=options.seed
-        )
+    if step_timer is not None:
+        return plan_schedule(options.time_budget, step_timer, sizes=sizes, **common)
+    _stage(f"timing a training step at {', '.join(f'{side} px' for side in sizes)} (largest first, until one fits)")
+    built: list[TrainingStepTimer] = []
+
+    def timer(side: int) -> float:
+        if not built:  # built inside the timing, so loading the model is spent from the budget too
+            built.append(
+                TrainingStepTimer(
+                    backbone, options.batch_size, options.learning_rate, options.prompt_mode, bf16, seed=options.seed
+                )
+            )
+        return built[0](side)
+
     try:
         return plan_schedule(options.time_budget, timer, sizes=sizes, **common)
     finally:
-        if isinstance(timer, TrainingStepTimer):
-            timer.close()
+        for real_timer in built:
+            real_timer.close()
 
 
 def describe_schedule(schedule: Schedule) -> str:
