@@ -9,7 +9,9 @@ at other thread counts. The step is the one the demo times before choosing its s
     python benchmarks/bench_demo_step.py --tiny          # a tiny random DINOv2: checks the script in seconds
 
 Prints one row per (threads, side, precision, compiled) and writes --out/bench_demo_step.json. Time it on an idle
-machine: the numbers are seconds a step, and another job on the same cores inflates them.
+machine: the numbers are seconds a step, and another job on the same cores inflates them. `--compile` compiles with
+inductor (a C++ compiler is needed), caching under TORCHINDUCTOR_CACHE_DIR (default /tmp/torchinductor_<user>); a
+compile killed half-way can leave an empty kernel there that later runs fail to load: remove that folder then.
 """
 
 from __future__ import annotations
@@ -74,8 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/demo_step", help="working and output folder")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    if args.compile:  # a cache of this run's own: a shared /tmp one can hold a half-written kernel of another process
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.abspath(os.path.join(args.out, "inductor-cache")))
 
     if args.tiny:
         backbone = tiny_backbone(os.path.join(args.out, "tiny-backbone"))
