@@ -74,7 +74,7 @@ class Schedule:
         values["measured_step_seconds"] = {str(side): round(s, 4) for side, s in self.measured_step_seconds.items()}
         for key in ("step_seconds", "expected_training_s", "timing_s"):
             if values[key] is not None:
-                values[key] = round(values[key], 4 if key == "step_seconds" else 1)
+                values[key] = round(values[key], {"step_seconds": 4, "timing_s": 2}.get(key, 1))
         return values
 
     def training_arguments(self) -> dict:

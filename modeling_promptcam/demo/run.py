@@ -144,7 +144,7 @@ def choose_schedule(
 def describe_schedule(schedule: Schedule) -> str:
     """What the demo chose and why, in one paragraph (printed before training)."""
     text = (
-        f"schedule: {schedule.steps} steps ({schedule.epochs:g} epochs of {schedule.steps_per_epoch} steps) at "
+        f"schedule: {schedule.steps} steps ({round(schedule.epochs, 1):g} epochs of {schedule.steps_per_epoch} steps) at "
         f"{schedule.image_size} px ({schedule.patch_grid} x {schedule.patch_grid} patches), "
         f"{'bf16' if schedule.bf16 else 'float32'}; linear warm-up over {schedule.warmup_steps} steps, then cosine "
         f"decay from {schedule.learning_rate:g} to {schedule.min_learning_rate:g}. Why: {schedule.reason}."
