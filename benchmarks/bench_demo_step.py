@@ -11,7 +11,9 @@ at other thread counts. The step is the one the demo times before choosing its s
 Prints one row per (threads, side, precision, compiled) and writes --out/bench_demo_step.json. Time it on an idle
 machine: the numbers are seconds a step, and another job on the same cores inflates them. `--compile` compiles with
 inductor (a C++ compiler is needed), caching under TORCHINDUCTOR_CACHE_DIR (default /tmp/torchinductor_<user>); a
-compile killed half-way can leave an empty kernel there that later runs fail to load: remove that folder then.
+compile killed half-way can leave an empty kernel there that later runs fail to load: remove that folder then. The
+compiled step recompiles over its first steps (the optimizer's state appears after the first update): give
+`--steps 5` or more for those rows, and read `row_wall_s` for what compiling costs.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     precisions = [False] + ([True] if native and not args.no_bf16 else [])
     rows = []
     print(f"CPU: {platform.processor() or platform.machine()}; flags: {cpu_flags()}; native bf16: {native}")
-    print(f"{'threads':>7} {'side':>5} {'patches':>7} {'precision':>9} {'compiled':>8} {'s/step':>8}")
+    print(f"{'threads':>7} {'side':>5} {'patches':>7} {'precision':>9} {'compiled':>8} {'s/step':>8}", flush=True)
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         for bf16 in precisions:
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(
                         f"{threads:>7} {side:>5} {row['patches']:>7} {row['precision']:>9} {str(compiled):>8} "
-                        f"{seconds:>8.3f}"
+                        f"{seconds:>8.3f}",
+                        flush=True,
                     )
                 timer.close()
     result = {
