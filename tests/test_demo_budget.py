@@ -324,3 +324,28 @@ def test_cli_time_budget_help_and_default(capsys):
     assert "--time-budget TIME_BUDGET" in text and "a finite number in [0, 1440]) (default: 11.0)" in text
     with pytest.raises(ValueError, match="time_budget must be a finite number in \\[0, 1440\\]"):
         DemoOptions(time_budget=-2)
+
+
+def test_a_backbone_with_fixed_position_embeddings_keeps_its_side(tmp_path):
+    """ViT (like CLIP and SigLIP) has position embeddings of one grid: the budget times and trains only its side;
+    DINOv2 gets the whole ladder; a folder of no supported backbone is refused by name."""
+    from transformers import BertConfig, ViTConfig
+
+    from modeling_promptcam.demo import choose_schedule
+
+    ViTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, patch_size=16
+    ).save_pretrained(tmp_path / "vit")
+    Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, patch_size=14).save_pretrained(
+        tmp_path / "dinov2"
+    )
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "bert")
+    machine = FakeMachine({224: 5.0, 168: 5.0 * 153 / 265, 140: 5.0 * 109 / 265})
+    options = DemoOptions(time_budget=11)
+    vit = choose_schedule(options, str(tmp_path / "vit"), bf16=False, step_timer=machine.timer)
+    assert machine.timed == [224] and vit.image_size == 224 and vit.patch_grid == 14 and vit.steps < 432
+    machine.timed.clear()
+    dinov2 = choose_schedule(options, str(tmp_path / "dinov2"), bf16=False, step_timer=machine.timer)
+    assert machine.timed == [224, 168, 140] and dinov2.image_size == 140
+    with pytest.raises(ValueError, match="'bert' model; the demo trains on one of vit, dinov2"):
+        choose_schedule(options, str(tmp_path / "bert"), bf16=False, step_timer=machine.timer)

@@ -26,7 +26,7 @@ import torch
 
 from ..data.synthetic import CLASSES, DATASET_FILE, generate_dataset
 from ..files import write_json_atomically
-from ..modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
+from ..modeling_promptcam import BACKBONE_DRIVERS, PromptCamForImageClassification, promptcam_image_processor
 from .budget import BudgetTooSmall, Schedule, fixed_schedule, ladder, plan_schedule
 from .evaluation import evaluate_traits, per_class_summary, summarize
 from .options import DemoOptions
@@ -105,7 +105,14 @@ def choose_schedule(
     from ..training.recipe import Recipe
 
     config = AutoConfig.from_pretrained(backbone)
-    patch_size = int(config.patch_size)
+    family = BACKBONE_DRIVERS.get(getattr(config, "model_type", None))
+    if family is None or getattr(config, "patch_size", None) is None:
+        raise ValueError(
+            f"--backbone {backbone} is a {getattr(config, 'model_type', 'unknown')!r} model; the demo trains on one of "
+            f"{', '.join(BACKBONE_DRIVERS)} (a folder with a patch size in its config.json)."
+        )
+    patch = config.patch_size
+    patch_size = int(patch[0] if isinstance(patch, (list, tuple)) else patch)
     common = dict(
         patch_size=patch_size,
         train_images=options.train_per_class * len(CLASSES),
@@ -118,8 +125,8 @@ def choose_schedule(
     )
     if options.time_budget == 0:
         return fixed_schedule(image_size=options.image_size, **common)
-    # a ViT's position embeddings fix its side (training refuses another); DINOv2 interpolates them to any side
-    sizes = ladder(options.image_size, patch_size, fixed=getattr(config, "model_type", "") == "vit")
+    # absolute position embeddings of one grid (ViT, CLIP, SigLIP) fix the side; DINOv2 / DINOv3 take any side
+    sizes = ladder(options.image_size, patch_size, fixed=family.needs_config_image_size)
     if step_timer is not None:
         return plan_schedule(options.time_budget, step_timer, sizes=sizes, **common)
     _stage(f"timing a training step at {', '.join(f'{side} px' for side in sizes)} (largest first, until one fits)")
