@@ -295,6 +295,13 @@ def test_no_budget_trains_the_given_epochs(tiny_backbone, tmp_path):
     assert (schedule["steps"], schedule["time_budget_min"], schedule["image_size"]) == (2, None, IMAGE_SIZE)
 
 
+def test_cli_prints_the_schedule_it_trained(tiny_backbone, tmp_path, capsys):
+    arguments = ["demo", "--out", str(tmp_path / "d"), "--backbone", tiny_backbone, "--image-size", str(IMAGE_SIZE)]
+    arguments += ["--train-per-class", "1", "--val-per-class", "1", "--epochs", "3", "--time-budget", "0"]
+    assert cli.main(arguments) == 0
+    assert f"; 3 steps at {IMAGE_SIZE} px, " in capsys.readouterr().out.splitlines()[-1]
+
+
 def test_cli_refuses_a_budget_too_small_before_drawing_the_data(tiny_backbone, tmp_path, capsys):
     out = tmp_path / "d"
     arguments = ["demo", "--out", str(out), "--backbone", tiny_backbone, "--image-size", str(IMAGE_SIZE)]

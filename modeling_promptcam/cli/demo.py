@@ -29,7 +29,8 @@ def run(options: DemoOptions) -> int:
     print(
         f"accuracy {shown(summary['accuracy'])}; trait localisation {shown(summary['trait_localization'])} "
         f"(backbone CLS attention {shown(summary['baseline_localization'])}, chance "
-        f"{shown(summary['chance_localization'])}); {summary['timings']['total_s']:.0f} s. Report: "
+        f"{shown(summary['chance_localization'])}); {summary['schedule']['steps']} steps at "
+        f"{summary['schedule']['image_size']} px, {summary['timings']['total_s']:.0f} s. Report: "
         f"{os.path.join(options.output_dir, 'report.html')}"
     )
     return 0
