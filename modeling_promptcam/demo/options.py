@@ -13,7 +13,8 @@ from ..ranges import check_ranges
 @renamed_fields(out_dir="output_dir")
 @dataclass
 class DemoOptions:
-    """What `promptcam demo` takes. The defaults are the recipe `make demo` runs (about 10 minutes on 2 CPU cores).
+    """What `promptcam demo` takes. The defaults are the recipe `make demo` runs: at most `time_budget` minutes of
+    training (the schedule is chosen on the machine, docs/demo.md "The time budget"), about 13 minutes in all.
 
     Each field's `metadata["help"]` is its `--help` text (the CLI is generated from this class, docs/cli.md).
     """
@@ -27,12 +28,38 @@ class DemoOptions:
     )
     train_per_class: int = field(default=48, metadata={"min": 1, "help": "training images per class"})
     val_per_class: int = field(default=16, metadata={"min": 1, "help": "validation images per class"})
-    epochs: int = field(default=18, metadata={"min": 1, "help": "training epochs"})
+    epochs: int = field(
+        default=18,
+        metadata={
+            "min": 1,
+            "help": "training epochs: the most the time budget allows (the number with --time-budget 0)",
+        },
+    )
     warmup_epochs: int = field(default=1, metadata={"min": 0, "help": "warm-up epochs"})
     learning_rate: float = field(default=0.003, metadata={"above": 0, "help": "peak learning rate"})
     batch_size: int = field(default=16, metadata={"min": 1, "help": "batch size"})
     prompt_mode: str = field(default="deep", metadata={"help": "prompt variant", "choices": PROMPT_MODES})
-    image_size: int = field(default=224, metadata={"min": 1, "help": "image side in pixels"})
+    image_size: int = field(
+        default=224,
+        metadata={
+            "min": 1,
+            "help": "image side in pixels: the largest the time budget may choose (168 and 140 px below it for patch "
+            "14); the side with --time-budget 0",
+        },
+    )
+    # The demo times a few training steps on this machine and picks the image side and the number of steps that fit
+    # (demo/budget.py). 11 minutes hold the whole recipe at 224 px on a CPU with native bf16 (432 steps of 1.3 s) and
+    # keep `make demo` within 15 minutes with its set-up, evaluation and report on one without (docs/demo.md).
+    time_budget: float = field(
+        default=11.0,
+        metadata={
+            "min": 0,
+            "max": 1440,
+            "help": "minutes of training (the timing of a few steps included): the demo times its steps here and "
+            "chooses the image side (--image-size, 168, 140 px) and the number of steps that fit; a budget too small "
+            "for one epoch is refused with the minimum; 0: no budget, --epochs at --image-size",
+        },
+    )
     blur: str = field(default="spatial", metadata={"help": "head blurring for the ranking", "choices": BLUR_MODES})
     stop: str | int = field(
         default="misclassified",
@@ -47,8 +74,8 @@ class DemoOptions:
         default=3, metadata={"help": "validation images per class shown in report.html", "min": 1}
     )
     overwrite: bool = field(default=False, metadata={"help": "run again over a finished demo in --out"})
-    # bf16 mixed precision when training on a CPU with native bf16 (AVX512-BF16 / AMX): a step takes half the time
-    # (1.3 s against 2.6 s for 16 images on 2 cores here); weights and the evaluation stay float32
+    # bf16 mixed precision when training on a CPU with native bf16 (AVX512-BF16 / AMX; demo/timing.py decides): a step
+    # takes half the time (1.3 s against 2.6 s for 16 images on 2 cores there); weights and the evaluation stay float32
     cpu_bf16: bool = field(
         default=True,
         metadata={"help": "train in float32 even on a CPU with native bf16 (bf16 there halves the step time)"},

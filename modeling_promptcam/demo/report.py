@@ -90,6 +90,17 @@ def _misclassification_section(
     return text, plot_class_vs_class(explanation, explanation.requested[0])
 
 
+def _training_length(summary: dict) -> str:
+    """ "432 steps (18 epochs) at 224 px, time budget 11 min": the schedule the demo trained with."""
+    schedule = summary.get("schedule")
+    if schedule is None:  # a summary written before the time budget existed
+        return f"{summary['settings']['epochs']} epochs"
+    budget = schedule["time_budget_min"]
+    return f"{schedule['steps']} steps ({schedule['epochs']:g} epochs) at {schedule['image_size']} px, " + (
+        "no time budget" if budget is None else f"time budget {budget:g} min"
+    )
+
+
 def write_report(
     path: str | os.PathLike,
     summary: dict,
@@ -112,7 +123,7 @@ def write_report(
         ReportSection(
             paragraphs=[
                 f"Backbone: {html.escape(str(summary['backbone']))}, frozen; Prompt-CAM ({settings['prompt_mode']} "
-                f"prompts) trained for {settings['epochs']} epochs on {summary['train_images']} images; evaluated on "
+                f"prompts) trained for {_training_length(summary)} on {summary['train_images']} images; evaluated on "
                 f"{summary['validation_images']} validation images."
             ],
             table=[
