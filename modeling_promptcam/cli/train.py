@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..taxonomy.options import TaxonomyOptions
 from ..training.options import TrainOptions
 
 NAME = "train"
@@ -11,14 +12,18 @@ DESCRIPTION = (
     "evaluation on DATA/val/<class>/* each epoch; the best epoch on validation is kept. Values not given come from "
     "--preset (see hub_configs/) or the paper's default recipe. Data-parallel: 'accelerate launch -m "
     "modeling_promptcam train ...' or 'torchrun --nproc_per_node N -m modeling_promptcam train ...'. Writes "
-    "checkpoints to OUTPUT_DIR and the final model to OUTPUT_DIR/final."
+    "checkpoints to OUTPUT_DIR and the final model to OUTPUT_DIR/final. With --taxonomy FILE: one prompt-only model "
+    "per taxonomy node (or level, --taxonomy-mode level) on one shared backbone, in OUTPUT_DIR/final with "
+    "taxonomy.json (docs/taxonomy.md)."
 )
-OPTIONS = (TrainOptions,)
+OPTIONS = (TrainOptions, TaxonomyOptions)
 
 
-def run(options: TrainOptions) -> int:
+def run(options: TrainOptions, taxonomy: TaxonomyOptions | None = None) -> int:
     from ..training.trainer import run_training
 
+    if taxonomy is not None and taxonomy.enabled:
+        return _run_taxonomy(options, taxonomy)
     try:
         summary = run_training(options)
     finally:
@@ -27,6 +32,22 @@ def run(options: TrainOptions) -> int:
         accuracy = summary["validation_accuracy"]
         shown = f"{accuracy:.4f}" if accuracy is not None else "n/a (no validation split)"
         print(f"Validation accuracy {shown}; model in {summary['final_dir']}")
+    return 0
+
+
+def _run_taxonomy(options: TrainOptions, taxonomy: TaxonomyOptions) -> int:
+    from ..taxonomy.training import run_taxonomy_training
+
+    if options.push_to_hub:
+        raise ValueError(
+            "--push-to-hub uploads one model folder; push a taxonomy folder with huggingface_hub instead."
+        )
+    summary = run_taxonomy_training(options, taxonomy)
+    for message in summary["skipped"]:
+        print(f"skipped: {message}")
+    accuracy = summary["validation"].get("top_down") if summary["validation"] else None
+    shown = ", ".join(f"{level} {value:.4f}" for level, value in accuracy.items()) if accuracy else "n/a"
+    print(f"Top-down validation accuracy per level: {shown}; taxonomy in {summary['final_dir']}")
     return 0
 
 

@@ -33,7 +33,9 @@ def evaluate_taxonomy(
     flat_right = {level: 0 for level in levels}
     consistent = 0
     for start in tqdm(range(0, len(images), batch_size), desc="evaluating taxonomy", disable=not progress):
-        batch = [open_rgb(item) if isinstance(item, str) else to_rgb(item) for item in images[start : start + batch_size]]
+        batch = [
+            open_rgb(item) if isinstance(item, str) else to_rgb(item) for item in images[start : start + batch_size]
+        ]
         predictions = taxonomy_model.predict(batch, batch_size=batch_size)
         for prediction, leaf in zip(predictions, classes[start : start + batch_size]):
             truth = taxonomy_model.taxonomy.ancestors(leaf)

@@ -423,7 +423,9 @@ def check_units_match(taxonomy: Taxonomy, mode: str, units: Sequence[TaxonomyUni
         if key not in listed:
             problems.append(f"no model for {TaxonomyUnit('', key[0], key[1], classes).describe()}")
         elif listed[key] != classes:
-            problems.append(f"the model for {key[1] or key[0]} has classes {list(listed[key])}, expected {list(classes)}")
+            problems.append(
+                f"the model for {key[1] or key[0]} has classes {list(listed[key])}, expected {list(classes)}"
+            )
     problems += [f"an unexpected model for {key[1] or key[0]}" for key in listed if key not in wanted]
     for unit in units:
         if not os.path.isfile(os.path.join(directory, unit.id, ADAPTER_CONFIG_FILE)):

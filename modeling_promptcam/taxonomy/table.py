@@ -166,7 +166,8 @@ def build_taxonomy(
             described = []
             for group, by_parent in list(conflicts.items())[:5]:
                 options = ", ".join(
-                    f"{parent} ({row_word}s {', '.join(map(str, numbers[:5]))})" for parent, numbers in by_parent.items()
+                    f"{parent} ({row_word}s {', '.join(map(str, numbers[:5]))})"
+                    for parent, numbers in by_parent.items()
                 )
                 described.append(f"{level} {group!r} is under {above} {options}")
             raise TaxonomyError(

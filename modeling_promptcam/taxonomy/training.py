@@ -198,9 +198,7 @@ def run_taxonomy_training(
         )
         import datasets
 
-        data = datasets.DatasetDict(
-            {split: relabel(dataset[split], leaf_names, taxonomy, unit) for split in dataset}
-        )
+        data = datasets.DatasetDict({split: relabel(dataset[split], leaf_names, taxonomy, unit) for split in dataset})
         if "validation" in data and len(data["validation"]) == 0:
             del data["validation"]  # no validation image under this node: train without choosing a best epoch
         summaries[unit.id] = run_training(unit_options, callbacks, data=(data, list(unit.classes)))
