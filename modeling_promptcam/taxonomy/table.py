@@ -9,8 +9,8 @@ A table such as::
     Pica_pica,Pica,Corvidae
 
 gives the levels root to leaf (`family`, `genus`, `species`). Without `levels`, the header is read from the leaf
-outwards: the leaf column is the first or the last one (the end column whose values are the image folder's class
-names, or, without class names, the one whose values are all distinct); `levels` (`--levels family,genus,species`)
+outwards: the leaf column is the first or the last one (the end column whose values name the image folder's
+classes, or, without class names, the one whose values are all distinct); `levels` (`--levels family,genus,species`)
 names the columns to use, root first, the leaf last, and may leave columns out.
 
 Checks, each a [`TaxonomyError`] naming the rows and the fix: level names unique and not empty, no empty cell, every
@@ -251,9 +251,11 @@ def _level_order(header, rows, classes, levels, source) -> tuple[str, ...]:
     if len(header) == 1:
         return tuple(header)
     ends = [header[0], header[-1]]
-    if classes is not None:
+    if classes is not None:  # the end whose values name the most classes (the checks then list what does not match)
         wanted = set(classes)
-        matching = [name for name in ends if {row[name] for _, row in rows} == wanted]
+        overlap = {name: len({row[name] for _, row in rows} & wanted) for name in ends}
+        best = max(overlap.values())
+        matching = [name for name in ends if overlap[name] == best] if best else []
     else:
         matching = [name for name in ends if len({row[name] for _, row in rows}) == len(rows)]
     if len(matching) == 1 or (len(matching) == 2 and classes is None and matching[0] == header[0]):

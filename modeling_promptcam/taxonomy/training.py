@@ -108,16 +108,20 @@ def check_training_images(dataset, leaf_names, taxonomy, units) -> None:
 
 def load_taxonomy_data(options: TrainOptions, taxonomy_options: TaxonomyOptions):
     """The checked data and taxonomy: `(DatasetDict, leaf class names, Taxonomy)`."""
-    from ..data.folders import check_image_folder
+    from ..data.folders import check_image_folder, verify_image_files
     from ..data.loading import load_image_folder, load_saved_dataset
 
     if (options.data_dir is None) == (options.dataset is None):
         raise ValueError("Give exactly one of --data-dir (an image folder) and --dataset (a datasets dataset).")
     if options.data_dir is not None:
-        splits = check_image_folder(options.data_dir, options.verify_images)
         if taxonomy_options.taxonomy is None:
             raise TaxonomyError("--data-dir needs --taxonomy FILE (a table of every class and its ancestors).")
+        splits = check_image_folder(options.data_dir, verify_images=False)  # the listing: the table is checked first
         taxonomy = read_taxonomy(taxonomy_options.taxonomy, splits.class_names, taxonomy_options.levels)
+        if options.verify_images:  # then every image decoded, as flat training does
+            verify_image_files(
+                [path for split in splits.images.values() for paths in split.values() for path in paths]
+            )
         dataset, names = load_image_folder(options.data_dir, splits=splits)
     else:
         dataset, names = load_saved_dataset(options.dataset, options.image_column, options.label_column)
