@@ -464,3 +464,20 @@ def test_the_synthetic_taxonomy_is_deterministic_and_each_level_has_its_own_trai
         differs = np.any(np.asarray(drawn[(0, 0, 0)][0], np.int16) != np.asarray(drawn[path][0], np.int16), axis=-1)
         assert differs.any()
         assert not (differs & ~(drawn[(0, 0, 0)][1][level] | drawn[path][1][level])).any(), level
+
+
+def test_a_taxonomy_from_dataset_columns_names_the_examples_that_break_the_tree():
+    import datasets
+
+    from modeling_promptcam.taxonomy import taxonomy_from_columns
+
+    names = ["a1", "a2", "b1"]
+    features = datasets.Features({"family": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+    rows = {"family": ["A", "A", "A", "B", "B"], "label": [0, 0, 1, 2, 2]}
+    taxonomy = taxonomy_from_columns(datasets.Dataset.from_dict(rows, features=features), ("family", "species"), names)
+    assert taxonomy.levels == ("family", "species") and taxonomy.children("family", "A") == ("a1", "a2")
+    rows["family"][1] = "B"  # example 1 puts a1 under B
+    with pytest.raises(TaxonomyError, match=r"'a1' is under family A \(examples 0\), B \(examples 1\)"):
+        taxonomy_from_columns(datasets.Dataset.from_dict(rows, features=features), ("family", "species"), names)
+    with pytest.raises(TaxonomyError, match="has no column order"):
+        taxonomy_from_columns(datasets.Dataset.from_dict(rows, features=features), ("order", "species"), names)
