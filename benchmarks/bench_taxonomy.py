@@ -49,7 +49,6 @@ from modeling_promptcam.modeling_promptcam import PromptCamForImageClassificatio
 from modeling_promptcam.taxonomy import (  # noqa: E402
     ROOT,
     PromptCamTaxonomy,
-    TaxonomyOptions,
     evaluate_taxonomy,
     read_taxonomy,
     run_taxonomy_training,
@@ -81,7 +80,7 @@ def prepare_backbone(out: Path, smoke: bool) -> str:
     return str(folder)
 
 
-def training_options(args, backbone: str, data: Path, output: Path) -> TrainOptions:
+def training_options(args, backbone: str, data: Path, output: Path, **taxonomy) -> TrainOptions:
     from modeling_promptcam.demo.run import cpu_bf16_arguments
 
     return TrainOptions(
@@ -95,6 +94,7 @@ def training_options(args, backbone: str, data: Path, output: Path) -> TrainOpti
         image_size=args.image_size,
         seed=args.seed,
         overwrite_output_dir=True,
+        **taxonomy,
         extra={
             "save_strategy": "no",
             "eval_strategy": "no",  # one evaluation at the end: the budget goes to training
@@ -208,11 +208,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for mode in [m for m in args.modes.split(",") if m in ("node", "level")]:
         began = time.perf_counter()
-        summary = run_taxonomy_training(
-            training_options(args, backbone, data, out / mode),
-            TaxonomyOptions(taxonomy=str(data / TAXONOMY_FILE), taxonomy_mode=mode),
-            progress=False,
+        options = training_options(
+            args, backbone, data, out / mode, taxonomy=str(data / TAXONOMY_FILE), taxonomy_mode=mode
         )
+        summary = run_taxonomy_training(options, progress=False)
         trained = PromptCamTaxonomy.from_pretrained(summary["final_dir"])
         timings[f"{mode}_training_s"] = time.perf_counter() - began
         results[mode] = {

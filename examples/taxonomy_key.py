@@ -14,7 +14,7 @@ from modeling_promptcam import PromptCamTaxonomy
 from modeling_promptcam.data.images import open_rgb
 from modeling_promptcam.data.synthetic import TAXONOMY_FILE, generate_taxonomy_dataset
 from modeling_promptcam.explain.figures import save_png
-from modeling_promptcam.taxonomy import TaxonomyOptions, run_taxonomy_training
+from modeling_promptcam.taxonomy import run_taxonomy_training
 from modeling_promptcam.taxonomy.key import class_key, plot_class_key, plot_taxonomy_key
 from modeling_promptcam.training import TrainOptions
 
@@ -43,8 +43,9 @@ def main() -> None:
             warmup_epochs=1,
             learning_rate=0.003,
             overwrite_output_dir=True,
-        ),
-        TaxonomyOptions(taxonomy=os.path.join(data, TAXONOMY_FILE), taxonomy_mode=args.mode),
+            taxonomy=os.path.join(data, TAXONOMY_FILE),
+            taxonomy_mode=args.mode,
+        )
     )
     print("skipped:", summary["skipped"])
     print("validation accuracy per level:", summary["validation"])

@@ -19,13 +19,12 @@ from modeling_promptcam.taxonomy import (
     ROOT,
     TaxonomyError,
     TaxonomyFolderError,
-    TaxonomyOptions,
     plan_units,
     read_taxonomy,
     run_taxonomy_training,
 )
 from modeling_promptcam.taxonomy.key import class_key, explain_taxonomy, plot_taxonomy_key
-from modeling_promptcam.training import TrainOptions
+from modeling_promptcam.training import TrainOptions, run_training
 from tests.helpers.taxonomy import SPECIES, write_hierarchical_folder, write_taxonomy_table
 from tests.helpers.training import write_tiny_backbone
 
@@ -85,11 +84,11 @@ def level_run(workspace):
         backbone=str(workspace / "backbone"),
         data_dir=str(workspace / "data"),
         output_dir=str(workspace / "lvl"),
+        taxonomy=str(workspace / "taxonomy.csv"),
+        taxonomy_mode="level",
         **FAST,
     )
-    summary = run_taxonomy_training(
-        options, TaxonomyOptions(taxonomy=str(workspace / "taxonomy.csv"), taxonomy_mode="level"), progress=False
-    )
+    summary = run_taxonomy_training(options, progress=False)
     return workspace / "lvl", summary
 
 
@@ -195,10 +194,14 @@ def test_a_node_whose_children_have_too_few_images_stops_before_training(workspa
     for path in sorted((data / "train" / "b_light").glob("*.png"))[1:]:
         path.unlink()
     options = TrainOptions(
-        backbone=str(workspace / "backbone"), data_dir=str(data), output_dir=str(tmp_path / "run"), **FAST
+        backbone=str(workspace / "backbone"),
+        data_dir=str(data),
+        output_dir=str(tmp_path / "run"),
+        taxonomy=str(workspace / "taxonomy.csv"),
+        **FAST,
     )
     with pytest.raises(TaxonomyError) as error:
-        run_taxonomy_training(options, TaxonomyOptions(taxonomy=str(workspace / "taxonomy.csv")), progress=False)
+        run_taxonomy_training(options, progress=False)
     assert "fewer than 2 training images" in str(error.value) and "node Greens" in str(error.value)
     assert "Caerul (1)" in str(error.value)
     assert not (tmp_path / "run" / "models").exists()  # nothing was trained
@@ -259,7 +262,7 @@ def test_top_down_prediction_equals_walking_the_saved_node_models_by_hand(worksp
     processor = taxonomy_model.image_processor
     images, _ = validation_images(workspace)
     predictions = taxonomy_model.predict(images)
-    walked = 0
+    walked, loaded = 0, {}
     for image, prediction in zip(images, predictions):
         pixel_values = processor(image, return_tensors="pt").pixel_values
         parent, above, probability, expected = ROOT, None, 1.0, {}
@@ -269,7 +272,9 @@ def test_top_down_prediction_equals_walking_the_saved_node_models_by_hand(worksp
                 (child,) = taxonomy_model.taxonomy.children(above, parent)
                 choice = 1.0
             else:
-                model = load_prompt_adapter(str(final / unit["id"]), backbone=str(workspace / "backbone"))
+                if unit["id"] not in loaded:  # each node's adapter on its own copy of the backbone
+                    loaded[unit["id"]] = load_prompt_adapter(str(final / unit["id"]), str(workspace / "backbone"))
+                model = loaded[unit["id"]]
                 with torch.no_grad():
                     scores = model(pixel_values).logits.softmax(-1)[0]
                 child, choice = model.config.id2label[int(scores.argmax())], float(scores.max())
@@ -299,7 +304,9 @@ def test_save_and_load_round_trip(workspace, node_run, tmp_path):
     assert len(backbones) == 1
     # pixel_values work as well as PIL images
     pixel_values = again.image_processor(images[:2], return_tensors="pt").pixel_values
-    assert [dict(p) for p in again.predict(pixel_values)] == [dict(p) for p in after[:2]]
+    for first, second in zip(again.predict(pixel_values), after[:2]):
+        assert [label for label, _ in first.values()] == [label for label, _ in second.values()]
+        assert [p for _, p in first.values()] == pytest.approx([p for _, p in second.values()], abs=1e-5)
 
 
 def test_loading_refuses_adapters_that_do_not_match_or_another_backbone(workspace, node_run, tmp_path):
@@ -481,3 +488,17 @@ def test_a_taxonomy_from_dataset_columns_names_the_examples_that_break_the_tree(
         taxonomy_from_columns(datasets.Dataset.from_dict(rows, features=features), ("family", "species"), names)
     with pytest.raises(TaxonomyError, match="has no column order"):
         taxonomy_from_columns(datasets.Dataset.from_dict(rows, features=features), ("order", "species"), names)
+
+
+def test_run_training_refuses_taxonomy_options_instead_of_ignoring_them(workspace, tmp_path):
+    options = TrainOptions(
+        backbone=str(workspace / "backbone"),
+        data_dir=str(workspace / "data"),
+        output_dir=str(tmp_path / "run"),
+        taxonomy=str(workspace / "taxonomy.csv"),
+        **FAST,
+    )
+    with pytest.raises(ValueError, match="run_taxonomy_training"):
+        run_training(options)
+    with pytest.raises(ValueError, match="No taxonomy given"):
+        run_taxonomy_training(TrainOptions(backbone="b", data_dir="d", output_dir=str(tmp_path / "x")))

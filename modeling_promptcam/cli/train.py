@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..taxonomy.options import TaxonomyOptions
 from ..training.options import TrainOptions
 
 NAME = "train"
@@ -16,14 +15,14 @@ DESCRIPTION = (
     "per taxonomy node (or level, --taxonomy-mode level) on one shared backbone, in OUTPUT_DIR/final with "
     "taxonomy.json (docs/taxonomy.md)."
 )
-OPTIONS = (TrainOptions, TaxonomyOptions)
+OPTIONS = (TrainOptions,)
 
 
-def run(options: TrainOptions, taxonomy: TaxonomyOptions | None = None) -> int:
+def run(options: TrainOptions) -> int:
     from ..training.trainer import run_training
 
-    if taxonomy is not None and taxonomy.enabled:
-        return _run_taxonomy(options, taxonomy)
+    if options.trains_taxonomy:
+        return _run_taxonomy(options)
     try:
         summary = run_training(options)
     finally:
@@ -35,14 +34,14 @@ def run(options: TrainOptions, taxonomy: TaxonomyOptions | None = None) -> int:
     return 0
 
 
-def _run_taxonomy(options: TrainOptions, taxonomy: TaxonomyOptions) -> int:
+def _run_taxonomy(options: TrainOptions) -> int:
     from ..taxonomy.training import run_taxonomy_training
 
     if options.push_to_hub:
         raise ValueError(
             "--push-to-hub uploads one model folder; push a taxonomy folder with huggingface_hub instead."
         )
-    summary = run_taxonomy_training(options, taxonomy)
+    summary = run_taxonomy_training(options)
     for message in summary["skipped"]:
         print(f"skipped: {message}")
     accuracy = summary["validation"].get("top_down") if summary["validation"] else None

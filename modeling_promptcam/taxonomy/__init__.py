@@ -14,7 +14,7 @@ from .model import (
     TaxonomyUnit,
     plan_units,
 )
-from .options import TaxonomyKeyOptions, TaxonomyOptions
+from .options import TaxonomyKeyOptions
 from .table import ROOT, Taxonomy, TaxonomyError, parse_levels, read_taxonomy, taxonomy_from_columns
 from .training import run_taxonomy_training
 
@@ -27,7 +27,6 @@ __all__ = [
     "TaxonomyError",
     "TaxonomyFolderError",
     "TaxonomyKeyOptions",
-    "TaxonomyOptions",
     "TaxonomyPrediction",
     "TaxonomyUnit",
     "evaluate_taxonomy",

@@ -20,63 +20,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from PIL import Image
 
 from ..data.images import to_rgb
 from ..explain.report import ReportSection, write_html_page
-from ..modeling_promptcam import TraitRanking
-from .model import PromptCamTaxonomy
+from .model import KeyStep, PromptCamTaxonomy, TaxonomyKey
 from .table import ROOT
 
 REPORT_FILE = "report.html"
 KEY_FIGURE = "taxonomy_key.png"
 RECURRING_SHARE = 0.5  # a head recurs when it is among the top traits of at least this share of a class's images
-
-
-@dataclass
-class KeyStep:
-    """One level of a key: what was chosen there, against which siblings, and the traits that decided it.
-
-    Attributes:
-        level: the level.
-        parent: the group above it on the path (`ROOT` for the first level).
-        chosen: the group chosen (the image key) or the class's true group (the class key).
-        probability: the choice's probability given the level above (1.0 when there was nothing to choose).
-        path_probability: the product of the choices from the root down to this level.
-        siblings: the other groups the deciding model scored (empty: a single child, nothing to choose).
-        unit_id: the deciding model's id in the taxonomy folder (None: nothing to choose).
-        trait_maps: `(heads, grid_h, grid_w)` trait maps of the chosen group's prompt (None: nothing to choose).
-        ranking: the greedy head ranking of the chosen group ([`TraitRanking`]; None: nothing to choose).
-    """
-
-    level: str
-    parent: str
-    chosen: str
-    probability: float
-    path_probability: float
-    siblings: tuple[str, ...] = ()
-    unit_id: str | None = None
-    trait_maps: np.ndarray | None = None
-    ranking: TraitRanking | None = None
-
-    @property
-    def decided(self) -> bool:
-        return self.unit_id is not None
-
-
-@dataclass
-class TaxonomyKey:
-    """The key of one image: one [`KeyStep`] per level, root first."""
-
-    image: Image.Image
-    steps: list[KeyStep]
-
-    @property
-    def prediction(self) -> dict[str, tuple[str, float]]:
-        """`{level: (group, path probability)}`, as `PromptCamTaxonomy.predict` returns it."""
-        return {step.level: (step.chosen, step.path_probability) for step in self.steps}
 
 
 @dataclass
@@ -110,36 +63,12 @@ class ClassKey:
     levels: list[ClassKeyLevel]
 
 
-def _siblings(model: PromptCamTaxonomy, level: str, parent: str, chosen: str) -> tuple[str, ...]:
-    unit = model.unit_for(level, parent)
-    return tuple(name for name in unit.classes if name != chosen) if unit is not None else ()
-
-
-@torch.no_grad()
 def explain_taxonomy(
     model: PromptCamTaxonomy, image, blur: str = "paper", stop: str | int = "misclassified"
 ) -> TaxonomyKey:
-    """The key of `image` (a PIL image of any mode): the predicted path, and at each level the chosen group's trait
-    maps and head ranking against its siblings (the module docstring)."""
-    rgb = to_rgb(image)
-    pixel_values = model.pixel_values([rgb])
-    prediction = model.predict(pixel_values)[0]
-    steps, parent = [], ROOT
-    for level in model.levels:
-        chosen, path_probability = prediction[level]
-        unit = model.unit_for(level, parent)
-        step = KeyStep(level, parent, chosen, prediction.conditional[level], path_probability)
-        if unit is not None:
-            member = model.models[unit.id]
-            target = torch.tensor([unit.classes.index(chosen)], device=pixel_values.device)
-            values = pixel_values.to(member.dtype)
-            maps = member(values, trait_map_classes=target[:, None]).trait_maps[0, 0].float().cpu().numpy()
-            step.unit_id, step.siblings = unit.id, _siblings(model, level, parent, chosen)
-            step.trait_maps = maps
-            step.ranking = member.rank_traits(values, target_classes=target, blur=blur, stop=stop)[0]
-        steps.append(step)
-        parent = chosen
-    return TaxonomyKey(rgb, steps)
+    """The key of `image` ([`PromptCamTaxonomy.explain`]): the predicted path, and at each level the chosen group's
+    trait maps and head ranking against its siblings (the module docstring)."""
+    return model.explain(image, blur=blur, stop=stop)
 
 
 @torch.no_grad()

@@ -21,17 +21,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ..configuration_promptcam import PromptCamConfig
 from ..files import write_json_atomically
-from ..modeling_promptcam import BackboneDriver, PromptCamForImageClassification
+from ..modeling_promptcam import BackboneDriver, PromptCamForImageClassification, TraitRanking
 from ..training.adapters import ADAPTER_CONFIG_FILE, PROMPTCAM_CONFIG_FILE
+from ..training.options import TAXONOMY_MODES
 from .table import ROOT, Taxonomy
 
 TAXONOMY_FILE = "taxonomy.json"
 FORMAT_VERSION = 1
-MODES = ("node", "level")
+MODES = TAXONOMY_MODES  # the registry lives with the options that choose from it
 # the backbone settings that decide whether a prompt fits a backbone; a difference means another backbone
 BACKBONE_SIGNATURE = (
     "model_type",
@@ -117,6 +120,50 @@ def backbone_fingerprint(backbone: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+@dataclass
+class KeyStep:
+    """One level of a key: what was chosen there, against which siblings, and the traits that decided it.
+
+    Attributes:
+        level: the level.
+        parent: the group above it on the path (`ROOT` for the first level).
+        chosen: the group chosen (the image key) or the class's true group (the class key).
+        probability: the choice's probability given the level above (1.0 when there was nothing to choose).
+        path_probability: the product of the choices from the root down to this level.
+        siblings: the other groups the deciding model scored (empty: a single child, nothing to choose).
+        unit_id: the deciding model's id in the taxonomy folder (None: nothing to choose).
+        trait_maps: `(heads, grid_h, grid_w)` trait maps of the chosen group's prompt (None: nothing to choose).
+        ranking: the greedy head ranking of the chosen group ([`TraitRanking`]; None: nothing to choose).
+    """
+
+    level: str
+    parent: str
+    chosen: str
+    probability: float
+    path_probability: float
+    siblings: tuple[str, ...] = ()
+    unit_id: str | None = None
+    trait_maps: np.ndarray | None = None
+    ranking: TraitRanking | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.unit_id is not None
+
+
+@dataclass
+class TaxonomyKey:
+    """The key of one image: one [`KeyStep`] per level, root first."""
+
+    image: Image.Image
+    steps: list[KeyStep]
+
+    @property
+    def prediction(self) -> dict[str, tuple[str, float]]:
+        """`{level: (group, path probability)}`, as `PromptCamTaxonomy.predict` returns it."""
+        return {step.level: (step.chosen, step.path_probability) for step in self.steps}
 
 
 class TaxonomyPrediction(dict):
@@ -353,12 +400,35 @@ class PromptCamTaxonomy:
         return results
 
     # ------------------------------------------------------------------------------------------------- keys
-    def explain(self, image, blur: str = "paper", stop: str | int = "misclassified"):
-        """The key of one image ([`taxonomy.key.TaxonomyKey`]): for each level on the predicted path, the chosen
-        group's top traits against its siblings (greedy head ranking, `rank_traits`), with their trait maps."""
-        from .key import explain_taxonomy
+    @torch.no_grad()
+    def explain(self, image, blur: str = "paper", stop: str | int = "misclassified") -> TaxonomyKey:
+        """The key of one image (a PIL image of any mode): for each level on the predicted path, the model that chose
+        there ranks the chosen group's heads against its other classes (node mode: exactly the siblings; level
+        mode: every group of the level) by greedy blurring (`rank_traits`, any blur mode and stop rule); returns a
+        [`TaxonomyKey`] with one [`KeyStep`] per level (trait maps and ranking; none where there was nothing to
+        choose). Figures and reports: `taxonomy.key`."""
+        from ..data.images import to_rgb
 
-        return explain_taxonomy(self, image, blur=blur, stop=stop)
+        rgb = to_rgb(image)
+        pixel_values = self.pixel_values([rgb])
+        prediction = self.predict(pixel_values)[0]
+        steps, parent = [], ROOT
+        for level in self.levels:
+            chosen, path_probability = prediction[level]
+            unit = self.unit_for(level, parent)
+            step = KeyStep(level, parent, chosen, prediction.conditional[level], path_probability)
+            if unit is not None:
+                member = self.models[unit.id]
+                target = torch.tensor([unit.classes.index(chosen)], device=pixel_values.device)
+                values = pixel_values.to(member.dtype)
+                maps = member(values, trait_map_classes=target[:, None]).trait_maps[0, 0].float().cpu().numpy()
+                step.unit_id = unit.id
+                step.siblings = tuple(name for name in unit.classes if name != chosen)
+                step.trait_maps = maps
+                step.ranking = member.rank_traits(values, target_classes=target, blur=blur, stop=stop)[0]
+            steps.append(step)
+            parent = chosen
+        return TaxonomyKey(rgb, steps)
 
 
 # ----------------------------------------------------------------------------------------------------- the folder
@@ -478,6 +548,8 @@ def _check_backbone(backbone, info: dict, source: str, directory: str) -> None:
 
 __all__ = [
     "BACKBONE_SIGNATURE",
+    "KeyStep",
+    "TaxonomyKey",
     "MODES",
     "TAXONOMY_FILE",
     "PromptCamTaxonomy",

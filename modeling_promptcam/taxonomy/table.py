@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..data.folders import DataError
+from ..training.options import parse_levels
 
 ROOT = "<root>"  # the implicit node above the first level, which chooses among the first level's groups
 
@@ -188,16 +189,6 @@ def _check_level_names(levels: Sequence[str], source: str) -> None:
     repeated = sorted({name for name in levels if list(levels).count(name) > 1})
     if repeated:
         raise TaxonomyError(f"{source}: level names appear more than once: {', '.join(repeated)}; rename them.")
-
-
-def parse_levels(text: str) -> tuple[str, ...]:
-    """`--levels family,genus,species` -> ("family", "genus", "species") (root first, the leaf last)."""
-    names = tuple(name.strip() for name in text.split(","))
-    if not names or any(not name for name in names):
-        raise ValueError(f"--levels {text!r}: give comma-separated level names, root first, e.g. family,genus,species")
-    if len(set(names)) != len(names):
-        raise ValueError(f"--levels {text!r} names a level twice.")
-    return names
 
 
 def read_taxonomy(

@@ -38,7 +38,6 @@ from .model import (
     plan_units,
     write_taxonomy_file,
 )
-from .options import TaxonomyOptions
 from .table import ROOT, Taxonomy, TaxonomyError, read_taxonomy, taxonomy_from_columns
 
 logger = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def check_training_images(dataset, leaf_names, taxonomy, units) -> None:
         )
 
 
-def load_taxonomy_data(options: TrainOptions, taxonomy_options: TaxonomyOptions):
+def load_taxonomy_data(options: TrainOptions):
     """The checked data and taxonomy: `(DatasetDict, leaf class names, Taxonomy)`."""
     from ..data.folders import check_image_folder, verify_image_files
     from ..data.loading import load_image_folder, load_saved_dataset
@@ -114,10 +113,10 @@ def load_taxonomy_data(options: TrainOptions, taxonomy_options: TaxonomyOptions)
     if (options.data_dir is None) == (options.dataset is None):
         raise ValueError("Give exactly one of --data-dir (an image folder) and --dataset (a datasets dataset).")
     if options.data_dir is not None:
-        if taxonomy_options.taxonomy is None:
+        if options.taxonomy is None:
             raise TaxonomyError("--data-dir needs --taxonomy FILE (a table of every class and its ancestors).")
         splits = check_image_folder(options.data_dir, verify_images=False)  # the listing: the table is checked first
-        taxonomy = read_taxonomy(taxonomy_options.taxonomy, splits.class_names, taxonomy_options.levels)
+        taxonomy = read_taxonomy(options.taxonomy, splits.class_names, options.levels)
         if options.verify_images:  # then every image decoded, as flat training does
             verify_image_files(
                 [path for split in splits.images.values() for paths in split.values() for path in paths]
@@ -125,25 +124,23 @@ def load_taxonomy_data(options: TrainOptions, taxonomy_options: TaxonomyOptions)
         dataset, names = load_image_folder(options.data_dir, splits=splits)
     else:
         dataset, names = load_saved_dataset(options.dataset, options.image_column, options.label_column)
-        if taxonomy_options.taxonomy is not None:
-            taxonomy = read_taxonomy(taxonomy_options.taxonomy, names, taxonomy_options.levels)
+        if options.taxonomy is not None:
+            taxonomy = read_taxonomy(options.taxonomy, names, options.levels)
         else:
-            levels = tuple(taxonomy_options.levels)
+            levels = tuple(options.levels)
             if levels[-1] not in (options.label_column, "label"):
                 levels = (*levels, options.label_column)
             taxonomy = taxonomy_from_columns(dataset["train"], levels, names, "label", options.dataset)
     return dataset, names, taxonomy
 
 
-def run_taxonomy_training(
-    options: TrainOptions, taxonomy_options: TaxonomyOptions, callbacks: list | None = None, progress: bool = True
-) -> dict:
+def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, progress: bool = True) -> dict:
     """Train every model of the taxonomy, assemble `OUTPUT_DIR/final`, and measure accuracy per level.
 
     Args:
-        options: the training run ([`TrainOptions`]); every model is trained with its recipe. `save_prompts_only`
-            is implied (each model is a prompt-only adapter on the shared backbone).
-        taxonomy_options: the table (or dataset columns), the mode and the levels ([`TaxonomyOptions`]).
+        options: the training run ([`TrainOptions`]) with its taxonomy fields (`taxonomy`, the table, or `levels`,
+            dataset columns; `taxonomy_mode`); every model is trained with its recipe. `save_prompts_only` is
+            implied (each model is a prompt-only adapter on the shared backbone).
         callbacks: `TrainerCallback`s given to every model's run.
 
     Returns the summary written to `OUTPUT_DIR/training_summary.json`: per model its summary, the named skips, and
@@ -151,10 +148,12 @@ def run_taxonomy_training(
     """
     from tqdm.auto import tqdm
 
+    if not options.trains_taxonomy:
+        raise ValueError("No taxonomy given: set TrainOptions.taxonomy (a table) or levels (dataset columns).")
     options.recipe().validate()
     check_output_writable(options.output_dir)
-    dataset, leaf_names, taxonomy = load_taxonomy_data(options, taxonomy_options)
-    mode = taxonomy_options.taxonomy_mode
+    dataset, leaf_names, taxonomy = load_taxonomy_data(options)
+    mode = options.taxonomy_mode
     units, skipped = plan_units(taxonomy, mode)
     for message in skipped:
         logger.warning("taxonomy: %s", message)
@@ -197,6 +196,8 @@ def run_taxonomy_training(
             output_dir=unit_dir,
             save_prompts_only=True,
             push_to_hub=None,
+            taxonomy=None,  # each model is one flat run
+            levels=None,
             resume=resume_unit,
             overwrite_output_dir=not resume_unit,
         )

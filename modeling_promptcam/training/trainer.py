@@ -132,6 +132,11 @@ def run_training(options: TrainOptions, callbacks: list | None = None, data: tup
     from transformers import Trainer, TrainingArguments, set_seed
     from transformers.integrations import is_tensorboard_available
 
+    if options.trains_taxonomy:  # one model per node or level: the taxonomy room's loop (layer above this one)
+        raise ValueError(
+            "These options train a taxonomy (--taxonomy / --levels): call "
+            "modeling_promptcam.taxonomy.run_taxonomy_training(options), as promptcam train does."
+        )
     recipe = options.recipe()
     recipe.validate()
     if (options.data_dir is None) == (options.dataset is None):
