@@ -150,6 +150,11 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
 
     if not options.trains_taxonomy:
         raise ValueError("No taxonomy given: set TrainOptions.taxonomy (a table) or levels (dataset columns).")
+    if options.push_to_hub:
+        raise ValueError(
+            "--push-to-hub uploads one model folder; upload a taxonomy folder (OUTPUT_DIR/final) with "
+            "huggingface_hub's upload_folder instead."
+        )
     options.recipe().validate()
     check_output_writable(options.output_dir)
     dataset, leaf_names, taxonomy = load_taxonomy_data(options)
