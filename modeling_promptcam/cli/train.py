@@ -37,10 +37,6 @@ def run(options: TrainOptions) -> int:
 def _run_taxonomy(options: TrainOptions) -> int:
     from ..taxonomy.training import run_taxonomy_training
 
-    if options.push_to_hub:
-        raise ValueError(
-            "--push-to-hub uploads one model folder; push a taxonomy folder with huggingface_hub instead."
-        )
     summary = run_taxonomy_training(options)
     for message in summary["skipped"]:
         print(f"skipped: {message}")
