@@ -37,6 +37,15 @@ def merge_prompt_adapter(
     return merge(directory, output_dir, backbone)
 
 
+def __getattr__(name: str):
+    # the taxonomy room needs the training room (and peft to load): imported on first use, not with the package
+    if name == "PromptCamTaxonomy":
+        from .taxonomy.model import PromptCamTaxonomy
+
+        return PromptCamTaxonomy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 AutoConfig.register(PromptCamConfig.model_type, PromptCamConfig, exist_ok=True)
@@ -65,5 +74,6 @@ __all__ = [
     "PromptCamImageClassifierOutput",
     "PromptCamPreTrainedModel",
     "PromptCamPromptHead",
+    "PromptCamTaxonomy",
     "promptcam_image_processor",
 ]

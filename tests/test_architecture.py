@@ -22,7 +22,7 @@ LAYERS = [
     {"files", "extras", "compat", "ranges"},
     {"data"},
     {"convert", "training", "explain", "export"},
-    {"evaluation"},
+    {"evaluation", "taxonomy"},
     {"demo", "app"},
     {"cli"},
 ]

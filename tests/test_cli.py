@@ -22,6 +22,7 @@ from modeling_promptcam.convert.official import BACKBONE_FAMILIES
 from modeling_promptcam.convert.open_clip import ACTIVATIONS
 from modeling_promptcam.data import DataError, generate_dataset
 from modeling_promptcam.data.options import SyntheticOptions
+from modeling_promptcam.data.synthetic import generate_taxonomy_dataset
 from modeling_promptcam.evaluation.options import METHODS, SCORERS, TARGETS
 from modeling_promptcam.modeling_promptcam import BLUR_MODES
 
@@ -71,11 +72,12 @@ def test_one_builder_per_backbone_kind():
     assert tuple(BACKBONE_BUILDERS) == BACKBONE_KINDS
 
 
-def test_synthetic_defaults_are_generate_datasets():
-    signature = inspect.signature(generate_dataset).parameters
+@pytest.mark.parametrize("function", [generate_dataset, generate_taxonomy_dataset])
+def test_synthetic_defaults_are_generate_datasets(function):
+    signature = inspect.signature(function).parameters
     for field in dataclasses.fields(SyntheticOptions):
         name = "out_dir" if field.name == "output_dir" else field.name
-        if field.default is not dataclasses.MISSING:
+        if field.default is not dataclasses.MISSING and field.name != "taxonomy":  # taxonomy: which of the two
             assert signature[name].default == field.default, field.name
 
 

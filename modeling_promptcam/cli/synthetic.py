@@ -9,14 +9,30 @@ HELP = "draw the synthetic fine-grained bird dataset with trait masks"
 DESCRIPTION = (
     "Birds of one body plan whose classes differ only in one small trait (wing-patch texture, crest, forked tail, eye "
     "band, spotted throat), as an image folder OUT/train/<class>/, OUT/val/<class>/ with masks of each image's trait "
-    "under OUT/masks/. Deterministic by --seed."
+    "under OUT/masks/. Deterministic by --seed. With --taxonomy: a three-level taxonomy whose every level is "
+    "decided by its own trait, with OUT/taxonomy.csv and a mask per level under OUT/masks-<level>/."
 )
 OPTIONS = (SyntheticOptions,)
 
 
 def run(options: SyntheticOptions) -> int:
-    from ..data.synthetic import generate_dataset
+    from ..data.synthetic import generate_dataset, generate_taxonomy_dataset
 
+    if options.taxonomy:
+        info = generate_taxonomy_dataset(
+            options.output_dir,
+            options.train_per_class,
+            options.val_per_class,
+            options.seed,
+            options.image_size,
+            progress=options.progress,
+        )
+        print(
+            f"Wrote a {len(info['levels'])}-level taxonomy of {len(info['classes'])} species x "
+            f"({options.train_per_class} train + {options.val_per_class} val) images, a trait mask per level and "
+            f"{info['taxonomy']} to {options.output_dir}."
+        )
+        return 0
     info = generate_dataset(
         options.output_dir,
         options.train_per_class,

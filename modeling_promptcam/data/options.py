@@ -19,6 +19,13 @@ class SyntheticOptions:
     val_per_class: int = field(default=16, metadata={"min": 1, "help": "validation images per class"})
     image_size: int = field(default=224, metadata={"min": 1, "help": "image side in pixels"})
     seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
+    taxonomy: bool = field(
+        default=False,
+        metadata={
+            "help": "draw the three-level synthetic taxonomy instead (family by wing pattern, genus by head trait, "
+            "species by tail or throat: 8 species), with a mask per level and taxonomy.csv (docs/taxonomy.md)"
+        },
+    )
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
 
     def __post_init__(self) -> None:

@@ -21,19 +21,26 @@ Layout written by [`generate_dataset`] (an `imagefolder` tree that `promptcam tr
     DIR/dataset.json               classes, traits, counts, seed, image size, mask coverage
 
 Generation is deterministic: image i of class c in a split depends only on (seed, split, c, i).
+
+The synthetic taxonomy ([`generate_taxonomy_dataset`], `promptcam synthetic --taxonomy`): eight species in three
+levels, each level decided by its own trait on every bird: the family by the wing pattern (stripes or checks), the
+genus by the head (a crest or an eye band), the species by the tail or the throat (a forked tail or a spotted
+throat); a mask per level and `taxonomy.csv` (docs/taxonomy.md). Its images come from random streams of their own, so
+the flat dataset above is drawn exactly as before.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..files import write_json_atomically
+from ..files import write_atomically, write_json_atomically
 from .masks import MASKS_DIR, mask_path
 
 SUPERSAMPLE = 2  # drawn at twice the size, then downsampled: smooth edges, exact masks
@@ -147,10 +154,40 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
     if not 0 <= class_index < len(CLASSES):
         raise ValueError(f"class_index must be in [0, {len(CLASSES)}), got {class_index}.")
     trait = CLASSES[class_index]
+    image, masks = _draw_traits(
+        rng,
+        image_size,
+        wing_texture=TEXTURES[class_index] if trait.part == "wing patch" else None,
+        crest=trait.name == "crested",
+        fork=trait.name == "fork_tailed",
+        band=trait.name == "masked",
+        throat=trait.name == "spotted_throat",
+    )
+    return image, np.any(list(masks.values()), axis=0) if masks else np.zeros((image_size, image_size), bool)
+
+
+def _draw_traits(
+    rng: np.random.Generator,
+    image_size: int,
+    wing_texture: str | None = None,
+    crest: bool = False,
+    fork: bool = False,
+    band: bool = False,
+    throat: bool = False,
+) -> tuple[Image.Image, dict[str, np.ndarray]]:
+    """One bird with the given traits (any combination) and one mask per trait drawn (`wing`, `crest`, `tail`,
+    `band`, `throat`). The random draws happen in one fixed order whatever the traits, so a one-trait bird is drawn
+    exactly as the flat dataset always drew it."""
     size = image_size * SUPERSAMPLE
     canvas = _background(rng, size)
-    trait_mask = Image.new("L", (size, size), 0)
-    draw, mask_draw = ImageDraw.Draw(canvas), ImageDraw.Draw(trait_mask)
+    trait_masks: dict[str, Image.Image] = {}
+
+    def mask_draw(name: str) -> ImageDraw.ImageDraw:
+        if name not in trait_masks:
+            trait_masks[name] = Image.new("L", (size, size), 0)
+        return ImageDraw.Draw(trait_masks[name])
+
+    draw = ImageDraw.Draw(canvas)
 
     # the bird spans about 150 x 110 px at scale 1 on a 224 px image; keep it inside the frame
     unit = image_size / 224
@@ -162,28 +199,27 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
     body_colour, head_colour, wing_colour = (_random_colour(rng) for _ in range(3))
     beak_colour, leg_colour = _random_colour(rng, (0.5, 0.8)), _random_colour(rng, (0.2, 0.4))
 
-    def shape(points, colour, mask: bool = False) -> None:
+    def shape(points, colour, mask: str | None = None) -> None:
         polygon = pose(points)
         draw.polygon(polygon, fill=colour)
         if mask:
-            mask_draw.polygon(polygon, fill=255)
+            mask_draw(mask).polygon(polygon, fill=255)
 
     # legs, tail, body, wing, head, beak, eye: the order they overlap in
     for x in (-12.0, 10.0):
         shape(np.array([[x, 25], [x + 4, 25], [x + 2, 58], [x - 2, 58]]), leg_colour)
-    fork = trait.name == "fork_tailed"
     forked_tail = np.array([[-45, -8], [-112, -42], [-62, 0], [-112, 42], [-45, 8]])
     plain_tail = np.array([[-45, -8], [-88, -16], [-92, 0], [-88, 16], [-45, 8]])
     shape(forked_tail if fork else plain_tail, body_colour if rng.random() < 0.5 else wing_colour)
     if fork:  # the trait is the tail's shape: its region is where either shape could be
         for outline in (forked_tail, plain_tail):
-            mask_draw.polygon(pose(outline), fill=255)
+            mask_draw("tail").polygon(pose(outline), fill=255)
     shape(_ellipse(0, 0, 55, 34), body_colour)
     wing = _ellipse(-6, -4, 38, 20)
     shape(wing, wing_colour)
-    if trait.part == "wing patch":
+    if wing_texture is not None:
         texture = _texture(
-            TEXTURES[class_index],
+            wing_texture,
             size,
             rng.uniform(6.0, 8.0) * scale * SUPERSAMPLE,
             rng.uniform(0, math.pi),
@@ -192,25 +228,27 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
         )
         patch = pose(_ellipse(-10, -5, 31, 16))
         _paste_texture(canvas, patch, texture)
-        mask_draw.polygon(patch, fill=255)
-    if trait.name == "spotted_throat":
-        throat = pose(_ellipse(40, 8, 18, 15))
+        mask_draw("wing").polygon(patch, fill=255)
+    if throat:
+        throat_patch = pose(_ellipse(40, 8, 18, 15))
         spots = _texture("dots", size, 6.0 * scale * SUPERSAMPLE, 0.0, _contrasting_pair(rng), rng)
-        _paste_texture(canvas, throat, spots)
-        mask_draw.polygon(throat, fill=255)
+        _paste_texture(canvas, throat_patch, spots)
+        mask_draw("throat").polygon(throat_patch, fill=255)
     shape(_ellipse(52, -22, 22, 20), head_colour)
-    if trait.name == "crested":  # in front of the head, so all of it shows
-        crest = np.array([[34, -33], [20, -76], [42, -50], [50, -88], [58, -50], [80, -74], [70, -33]])
-        shape(crest, _random_colour(rng), mask=True)
+    if crest:  # in front of the head, so all of it shows
+        spikes = np.array([[34, -33], [20, -76], [42, -50], [50, -88], [58, -50], [80, -74], [70, -33]])
+        shape(spikes, _random_colour(rng), mask="crest")
     shape(np.array([[70, -28], [92, -20], [70, -14]]), beak_colour)
-    if trait.name == "masked":
-        shape(np.array([[30, -32], [76, -32], [76, -14], [30, -14]]), _random_colour(rng, (0.05, 0.15)), mask=True)
+    if band:
+        shape(np.array([[30, -32], [76, -32], [76, -14], [30, -14]]), _random_colour(rng, (0.05, 0.15)), mask="band")
     shape(_ellipse(58, -24, 4.5, 4.5), (15, 15, 15))
 
     # area averaging for both: a pixel the trait touches at all is in the mask, and no filter rings beyond it
     image = canvas.resize((image_size, image_size), Image.BOX)
-    mask = np.asarray(trait_mask.resize((image_size, image_size), Image.BOX)) > 0
-    return image, mask
+    masks = {
+        name: np.asarray(mask.resize((image_size, image_size), Image.BOX)) > 0 for name, mask in trait_masks.items()
+    }
+    return image, masks
 
 
 # ----------------------------------------------------------------------------------------------- the dataset
@@ -276,4 +314,159 @@ def generate_dataset(
     return info
 
 
-__all__ = ["DATASET_FILE", "MAX_TRAIT_FRACTION", "TraitClass", "class_names", "draw_bird", "generate_dataset"]
+# ----------------------------------------------------------------------------------------------- the taxonomy
+TAXONOMY_FILE = "taxonomy.csv"
+TAXONOMY_STREAM = 1  # the taxonomy's images come from their own random streams, apart from the flat dataset's
+
+
+@dataclass(frozen=True)
+class TaxonomyLevel:
+    """One level of the synthetic taxonomy: its name, the body part that decides it, and its two choices
+    (`(name, trait)`; the trait is a `_draw_traits` argument)."""
+
+    name: str
+    part: str
+    choices: tuple[tuple[str, str], tuple[str, str]]
+
+
+# every bird carries one trait per level, each in its own place: the family is told by the wing pattern alone, the
+# genus (within a family) by the head alone, the species (within a genus) by the tail or the throat alone
+TAXONOMY_LEVELS: tuple[TaxonomyLevel, ...] = (
+    TaxonomyLevel("family", "wing patch", (("striped", "wing_texture=stripes"), ("checkered", "wing_texture=checks"))),
+    TaxonomyLevel("genus", "head", (("crested", "crest"), ("masked", "band"))),
+    TaxonomyLevel("species", "tail or throat", (("forktail", "fork"), ("spotthroat", "throat"))),
+)
+TRAIT_MASK = {"wing_texture": "wing", "crest": "crest", "band": "band", "fork": "tail", "throat": "throat"}
+
+
+def taxonomy_classes() -> list[tuple[str, ...]]:
+    """Every leaf's path of choice indices, e.g. (0, 1, 0), in class order (sorted names)."""
+    import itertools
+
+    paths = list(itertools.product(*(range(len(level.choices)) for level in TAXONOMY_LEVELS)))
+    return sorted(paths, key=lambda path: taxonomy_path_names(path)[-1])
+
+
+def taxonomy_path_names(path: Sequence[int]) -> list[str]:
+    """The group names of a path of choice indices, root first: ["striped", "striped_crested", ...]."""
+    names, prefix = [], ""
+    for level, choice in zip(TAXONOMY_LEVELS, path):
+        prefix = f"{prefix}_{level.choices[choice][0]}" if prefix else level.choices[choice][0]
+        names.append(prefix)
+    return names
+
+
+def draw_taxonomy_bird(
+    path: Sequence[int], rng: np.random.Generator, image_size: int = 224
+) -> tuple[Image.Image, dict[str, np.ndarray]]:
+    """One bird of the leaf `path` (a choice index per level) and one mask per level (`{level: bool (H, W)}`), each
+    True on the trait that decides that level."""
+    arguments, mask_of_level = {}, {}
+    for level, choice in zip(TAXONOMY_LEVELS, path):
+        trait = level.choices[choice][1]
+        name, _, value = trait.partition("=")
+        arguments[name] = value or True
+        mask_of_level[level.name] = TRAIT_MASK[name]
+    image, masks = _draw_traits(rng, image_size, **arguments)
+    empty = np.zeros((image_size, image_size), bool)
+    return image, {level: masks.get(part, empty) for level, part in mask_of_level.items()}
+
+
+def level_mask_path(data_dir: str | os.PathLike, level: str, image_path: str | os.PathLike) -> Path:
+    """Where the mask of one level's trait is: `DATA/masks-<level>/<split>/<class>/<name>.png` (the image's path
+    below `DATA`, as `data.masks.mask_path` has it under `masks/`)."""
+    relative = Path(os.path.abspath(image_path)).relative_to(Path(os.path.abspath(data_dir)))
+    return Path(data_dir) / f"{MASKS_DIR}-{level}" / relative.with_suffix(".png")
+
+
+def generate_taxonomy_dataset(
+    out_dir: str | os.PathLike,
+    train_per_class: int = 48,
+    val_per_class: int = 16,
+    seed: int = 0,
+    image_size: int = 224,
+    progress: bool = True,
+) -> dict:
+    """Write the synthetic taxonomy: three levels (`TAXONOMY_LEVELS`), eight species, every level decided by its own
+    small trait. Layout: the flat dataset's (`DIR/train/<species>/`, `DIR/val/<species>/`, `DIR/masks/...` holding
+    the union of the three traits), plus `DIR/masks-<level>/<split>/<species>/<name>.png` per level and
+    `DIR/taxonomy.csv` (`species,genus,family`), then `DIR/dataset.json`. Deterministic by seed: image i of species
+    c in a split depends only on (seed, split, c, i)."""
+    if train_per_class < 1 or val_per_class < 1:
+        raise ValueError(
+            f"train_per_class and val_per_class must be at least 1, got {train_per_class}, {val_per_class}."
+        )
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64 px, got {image_size}.")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} already holds files; choose a new or empty folder.")
+    leaves = taxonomy_classes()
+    jobs = [
+        (split, class_index, index)
+        for split, count in (("train", train_per_class), ("val", val_per_class))
+        for class_index in range(len(leaves))
+        for index in range(count)
+    ]
+    fractions = {level.name: [] for level in TAXONOMY_LEVELS}
+    from tqdm.auto import tqdm
+
+    for split, class_index, index in tqdm(jobs, desc="Drawing taxonomy birds", disable=not progress):
+        name = taxonomy_path_names(leaves[class_index])[-1]
+        rng = np.random.default_rng([seed, SPLITS[split], TAXONOMY_STREAM, class_index, index])
+        image, masks = draw_taxonomy_bird(leaves[class_index], rng, image_size)
+        image_path = out / split / name / f"{name}_{index:04d}.png"
+        union = np.any(list(masks.values()), axis=0)
+        pictures = [(image_path, image), (mask_path(out, image_path), Image.fromarray(union.astype(np.uint8) * 255))]
+        pictures += [
+            (level_mask_path(out, level, image_path), Image.fromarray(mask.astype(np.uint8) * 255))
+            for level, mask in masks.items()
+        ]
+        for path, picture in pictures:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            picture.save(path)
+        for level, mask in masks.items():
+            fractions[level].append(float(mask.mean()))
+    header = [level.name for level in reversed(TAXONOMY_LEVELS)]
+    rows = [",".join(reversed(taxonomy_path_names(path))) for path in leaves]
+    write_atomically(out / TAXONOMY_FILE, "\n".join([",".join(header), *rows]) + "\n")
+    info = {
+        "name": "synthetic bird taxonomy",
+        "classes": [taxonomy_path_names(path)[-1] for path in leaves],
+        "levels": [level.name for level in TAXONOMY_LEVELS],
+        "traits": {
+            level.name: {"part": level.part, "choices": {name: trait for name, trait in level.choices}}
+            for level in TAXONOMY_LEVELS
+        },
+        "taxonomy": TAXONOMY_FILE,
+        "train_per_class": train_per_class,
+        "val_per_class": val_per_class,
+        "seed": seed,
+        "image_size": image_size,
+        "trait_fraction": {
+            level: {"min": min(values), "mean": float(np.mean(values)), "max": max(values)}
+            for level, values in fractions.items()
+        },
+        "masks": f"{MASKS_DIR}/<split>/<class>/<name>.png (every trait), {MASKS_DIR}-<level>/<split>/<class>/<name>.png "
+        "(that level's trait); mode L, 255 on the trait",
+    }
+    write_json_atomically(out / DATASET_FILE, info)
+    return info
+
+
+__all__ = [
+    "DATASET_FILE",
+    "MAX_TRAIT_FRACTION",
+    "TAXONOMY_FILE",
+    "TAXONOMY_LEVELS",
+    "TaxonomyLevel",
+    "TraitClass",
+    "class_names",
+    "draw_bird",
+    "draw_taxonomy_bird",
+    "generate_dataset",
+    "generate_taxonomy_dataset",
+    "level_mask_path",
+    "taxonomy_classes",
+    "taxonomy_path_names",
+]

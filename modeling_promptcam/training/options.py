@@ -9,6 +9,19 @@ from ..configuration_promptcam import PROMPT_MODES
 from ..ranges import check_ranges
 from .recipe import Recipe, load_preset
 
+# the two ways of training a taxonomy (docs/taxonomy.md): one model per node with two or more children, or per level
+TAXONOMY_MODES = ("node", "level")
+
+
+def parse_levels(text: str) -> tuple[str, ...]:
+    """`--levels family,genus,species` -> ("family", "genus", "species") (root first, the class level last)."""
+    names = tuple(name.strip() for name in text.split(","))
+    if any(not name for name in names):
+        raise ValueError(f"--levels {text!r}: give comma-separated level names, root first, e.g. family,genus,species")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--levels {text!r} names a level twice.")
+    return names
+
 
 @renamed_fields(lr="learning_rate")
 @dataclass
@@ -109,11 +122,49 @@ class TrainOptions:
     )
     image_column: str = field(default="image", metadata={"help": "image column of --dataset"})
     label_column: str = field(default="label", metadata={"help": "class-label column of --dataset"})
+    taxonomy: str | None = field(
+        default=None,
+        metadata={
+            "help": "a CSV / TSV table mapping every class to its ancestors, one column per level with a header such "
+            "as species,genus,family: trains one prompt-only model per node or level on the shared backbone "
+            "(docs/taxonomy.md; default: one flat model)",
+            "metavar": "FILE",
+        },
+    )
+    taxonomy_mode: str = field(
+        default="node",
+        metadata={
+            "help": "with --taxonomy: node = one model per group with two or more children, trained on its images to "
+            "tell its children apart (a key); level = one model per level, on all images relabelled to their group "
+            "at that level",
+            "choices": TAXONOMY_MODES,
+        },
+    )
+    levels: tuple[str, ...] | str | None = field(
+        default=None,
+        metadata={
+            "help": "the taxonomy levels to use, root first and the class level last, comma-separated, e.g. "
+            "family,genus,species (default: every column of --taxonomy); with --dataset and no --taxonomy, the "
+            "dataset's columns holding the levels above the classes",
+            "parse": parse_levels,
+            "metavar": "NAMES",
+        },
+    )
     # further TrainingArguments, for programmatic use
     extra: dict = field(default_factory=dict, metadata={"help": "further TrainingArguments", "cli": False})
 
     def __post_init__(self) -> None:
         check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
+        if isinstance(self.levels, str):
+            self.levels = parse_levels(self.levels)
+        if self.taxonomy_mode not in TAXONOMY_MODES:
+            raise ValueError(f"taxonomy_mode must be one of {', '.join(TAXONOMY_MODES)}, got {self.taxonomy_mode!r}.")
+
+    @property
+    def trains_taxonomy(self) -> bool:
+        """Whether this run trains a taxonomy (a table, or dataset columns named by `levels`): see
+        `taxonomy.run_taxonomy_training`."""
+        return self.taxonomy is not None or self.levels is not None
 
     def recipe(self) -> Recipe:
         base, _ = load_preset(self.preset) if self.preset else (Recipe(), None)

@@ -115,7 +115,7 @@ def check_output_dir(options: TrainOptions, is_main_process: bool = True) -> str
     return None
 
 
-def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
+def run_training(options: TrainOptions, callbacks: list | None = None, data: tuple | None = None) -> dict:
     """Train, evaluate each epoch, keep the best checkpoint on the validation split, write the final folder.
 
     Args:
@@ -123,19 +123,30 @@ def run_training(options: TrainOptions, callbacks: list | None = None) -> dict:
         callbacks: further `TrainerCallback`s, added after the package's own ([`TrainerCheckpointFormat`]): to watch
             or steer the run, e.g. [`SampleIdRecorder`], or one of your own that reads `state` and `model` in
             `on_train_end`; a [`CollationObserver`] also sees each training batch as it is collated.
+        data: `(DatasetDict, class_names)` already loaded and checked (as [`load_image_folder`] returns them), used
+            instead of reading `options.data_dir` / `options.dataset` again: a taxonomy trains one model per node
+            on subsets of one checked folder (`taxonomy.training`).
 
     Returns a summary (also written to `training_summary.json`): metrics, recipe, data sizes, output paths.
     """
     from transformers import Trainer, TrainingArguments, set_seed
     from transformers.integrations import is_tensorboard_available
 
+    if options.trains_taxonomy:  # one model per node or level: the taxonomy room's loop (layer above this one)
+        raise ValueError(
+            "These options train a taxonomy (--taxonomy / --levels): call "
+            "modeling_promptcam.taxonomy.run_taxonomy_training(options), as promptcam train does."
+        )
     recipe = options.recipe()
     recipe.validate()
     if (options.data_dir is None) == (options.dataset is None):
         raise ValueError("Give exactly one of --data-dir (an image folder) and --dataset (a datasets dataset).")
     check_output_writable(options.output_dir)  # before minutes of image checks, and before any training step
-    splits = check_image_folder(options.data_dir, options.verify_images) if options.data_dir else None
-    if splits is None:
+    splits = check_image_folder(options.data_dir, options.verify_images) if options.data_dir and not data else None
+    if data is not None:
+        dataset, class_names = data
+        has_validation = "validation" in dataset
+    elif splits is None:
         dataset, class_names = load_saved_dataset(options.dataset, options.image_column, options.label_column)
         has_validation = "validation" in dataset
     else:
