@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from PIL import Image
 
 from .masks import MASKS_DIR, MaskError, read_mask, resize_mask
 
@@ -129,6 +130,26 @@ class PartAnnotations:
                     "--data at the images they annotate."
                 )
         return matched
+
+    def check(self, name: str, image_size: tuple[int, int]) -> None:
+        """Raise [`PartsError`] when a visible keypoint of `name` lies outside its `(width, height)` image or a part
+        mask has another size (read from the files' headers): the checks of [`at_input`], before any long work."""
+        if self.source != "masks":
+            self.at_input(name, image_size, image_size)
+            return
+        for part in self.part_names:
+            file = self.mask_folders[name] / f"{part}.png"
+            if file.is_file():
+                try:
+                    with Image.open(file) as opened:
+                        size = opened.size
+                except OSError as error:
+                    raise PartsError(f"{file} is not a readable mask image ({error}); fix or remove it.") from None
+                if size != tuple(image_size):
+                    raise PartsError(
+                        f"The mask {file} is {size[0]}x{size[1]} but its image is {image_size[0]}x{image_size[1]}; "
+                        "write each part mask at its image's size."
+                    )
 
     def at_input(self, name: str, image_size: tuple[int, int], input_size: tuple[int, int]) -> ImageParts:
         """The parts of annotation `name` at the model's input.
