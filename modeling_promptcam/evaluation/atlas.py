@@ -116,6 +116,9 @@ class TraitAtlas:
     settings: dict
     images: list[str]
     confusions: list[tuple[str, str, int]]
+    labels: list[int] = field(default_factory=list)  # the true class of each image
+    predicted: list[int] = field(default_factory=list)  # the model's prediction for each image
+    class_names: dict[int, str] = field(default_factory=dict)  # the model's class index -> name
 
     def to_json(self) -> dict:
         """The `atlas.json` layout: `{class_name: {"images": n, "heads": [{"head": h, "named_part": ..., ...}]}}`,
@@ -493,6 +496,9 @@ def trait_atlas(
         settings=settings,
         images=images,
         confusions=[(a, b, n) for (a, b), n in confusions.most_common()],
+        labels=labels,
+        predicted=predictions,
+        class_names={int(k): str(v) for k, v in id2label.items()},
     )
 
 
