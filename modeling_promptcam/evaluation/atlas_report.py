@@ -81,7 +81,7 @@ def run_atlas(options: AtlasOptions) -> TraitAtlas:
         {"summary": atlas.summary, "settings": atlas.settings, "confusions": atlas.confusions},
     )
     write_atlas_html(atlas, model, EvalTransform(image_processor), os.path.join(options.output_dir, HTML_FILE),
-                     options.confused_pairs)  # fmt: skip
+                     options.confused_pairs, options.batch_size)  # fmt: skip
     return atlas
 
 
@@ -97,25 +97,31 @@ def _number(value, digits: int = 2) -> str:
 
 
 class _Maps:
-    """The trait maps the page draws, computed once per (image, class) on the images the page shows."""
+    """The trait maps the page draws, computed in batches ([`prefetch`]) for the (image, class) pairs it shows."""
 
-    def __init__(self, atlas: TraitAtlas, model, transform: EvalTransform):
-        self.atlas, self.model, self.transform = atlas, model, transform
+    def __init__(self, atlas: TraitAtlas, model, transform: EvalTransform, batch_size: int = 16):
+        self.atlas, self.model, self.transform, self.batch_size = atlas, model, transform, batch_size
         self.cache: dict[tuple[int, int], tuple[Image.Image, np.ndarray]] = {}
 
     @torch.no_grad()
+    def prefetch(self, pairs: list[tuple[int, int]]) -> None:
+        """Compute the maps of every `(image, class)` pair not computed yet, `batch_size` images per forward pass."""
+        wanted = list(dict.fromkeys(pair for pair in pairs if pair not in self.cache))
+        device = next(self.model.parameters()).device
+        for start in range(0, len(wanted), self.batch_size):
+            chunk = wanted[start : start + self.batch_size]
+            pixel_values = torch.stack([self.transform(open_rgb(self.atlas.images[image])) for image, _ in chunk])
+            targets = torch.tensor([[class_index] for _, class_index in chunk], device=device)
+            maps = self.model(pixel_values.to(device), trait_map_classes=targets).trait_maps[:, 0].float().cpu()
+            for k, pair in enumerate(chunk):
+                # the model's input as an image (mean = std = 0.5 undone), the size the maps are drawn over
+                pixels = ((pixel_values[k].permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255).clip(0, 255)
+                self.cache[pair] = (Image.fromarray(pixels.astype(np.uint8)), maps[k].numpy())
+
     def get(self, image: int, class_index: int) -> tuple[Image.Image, np.ndarray]:
         """The image at the model input (RGB) and the class's trait maps `(heads, gh, gw)` on it."""
-        key = (image, class_index)
-        if key not in self.cache:
-            pixel_values = self.transform(open_rgb(self.atlas.images[image]))[None]
-            device = next(self.model.parameters()).device
-            targets = torch.tensor([[class_index]], device=device)
-            maps = self.model(pixel_values.to(device), trait_map_classes=targets).trait_maps[0, 0].float()
-            shown = Image.fromarray(((pixel_values[0].permute(1, 2, 0).numpy() * 0.5 + 0.5) * 255).clip(0, 255)
-                                    .astype(np.uint8))  # fmt: skip
-            self.cache[key] = (shown, maps.cpu().numpy())
-        return self.cache[key]
+        self.prefetch([(image, class_index)])
+        return self.cache[(image, class_index)]
 
 
 def _thumbnails(maps: _Maps, image: int, class_index: int, head: int, peak, box: float) -> str:
@@ -192,26 +198,24 @@ def class_section(atlas: TraitAtlas, entry: ClassAtlas, maps: _Maps) -> list[Rep
     return sections
 
 
-def confusion_section(atlas: TraitAtlas, maps: _Maps, pairs: int, per_pair: int = 3) -> ReportSection:
+def confusion_section(atlas: TraitAtlas, maps: _Maps, pairs: int) -> ReportSection:
     """The most-confused pairs (true -> predicted): on images of the true class predicted as the other, the top head
     of each class's prompt side by side."""
-    index_of = {name: index for index, name in atlas.class_names.items()}
+    counts = {(a, b): n for a, b, n in atlas.confusions}
     rows = []
-    for true_name, predicted_name, count in atlas.confusions[:pairs]:
-        true_index, predicted_index = index_of.get(true_name), index_of.get(predicted_name)
+    for (true_name, predicted_name), shown in _confused_images(atlas, pairs).items():
         cells = []
-        for image in [k for k, (t, p) in enumerate(zip(atlas.labels, atlas.predicted))
-                      if t == true_index and p == predicted_index][:per_pair]:  # fmt: skip
-            for class_index in (true_index, predicted_index):
-                # the class's top-ranked head; a class without evaluated images has no ranking: its head 0
-                name = atlas.class_names[class_index]
-                head = atlas.classes[name].heads[0].head if name in atlas.classes else 0
-                shown, class_maps = maps.get(image, class_index)
-                peak = np.unravel_index(np.argmax(class_maps[head]), class_maps[head].shape)
-                grid = class_maps[head].shape
-                centre = ((peak[1] + 0.5) * shown.size[0] / grid[1], (peak[0] + 0.5) * shown.size[1] / grid[0])
-                cells.append(_thumbnails(maps, image, class_index, head, centre, atlas.settings["box_size"]))
-        rows.append([html.escape(true_name), html.escape(predicted_name), str(count), " | ".join(cells)])
+        for image, class_index in shown:
+            # the class's top-ranked head; a class without evaluated images has no ranking: its head 0
+            name = atlas.class_names[class_index]
+            head = atlas.classes[name].heads[0].head if name in atlas.classes else 0
+            picture, class_maps = maps.get(image, class_index)
+            grid = class_maps[head].shape
+            row, column = np.unravel_index(np.argmax(class_maps[head]), grid)
+            centre = ((column + 0.5) * picture.size[0] / grid[1], (row + 0.5) * picture.size[1] / grid[0])
+            cells.append(_thumbnails(maps, image, class_index, head, centre, atlas.settings["box_size"]))
+        rows.append([html.escape(true_name), html.escape(predicted_name), str(counts[(true_name, predicted_name)]),
+                     " | ".join(cells)])  # fmt: skip
     paragraphs = ["Per pair: images of the true class predicted as the other; for each, the top head of the true "
                   "class's prompt, then of the predicted class's prompt (map, crop around the peak)."]  # fmt: skip
     if not rows:
@@ -224,7 +228,22 @@ def confusion_section(atlas: TraitAtlas, maps: _Maps, pairs: int, per_pair: int 
     )
 
 
-def write_atlas_html(atlas: TraitAtlas, model, transform: EvalTransform, path, confused_pairs: int = 5) -> None:
+def _confused_images(atlas: TraitAtlas, pairs: int, per_pair: int = 3) -> dict[tuple[str, str], list]:
+    """Per most-confused pair, the `(image, class)` pairs its view draws: up to `per_pair` images of the true class
+    predicted as the other, each with both classes."""
+    index_of = {name: index for index, name in atlas.class_names.items()}
+    shown = {}
+    for true_name, predicted_name, _ in atlas.confusions[:pairs]:
+        true_index, predicted_index = index_of[true_name], index_of[predicted_name]
+        images = [k for k, (t, p) in enumerate(zip(atlas.labels, atlas.predicted))
+                  if t == true_index and p == predicted_index][:per_pair]  # fmt: skip
+        shown[(true_name, predicted_name)] = [(k, c) for k in images for c in (true_index, predicted_index)]
+    return shown
+
+
+def write_atlas_html(
+    atlas: TraitAtlas, model, transform: EvalTransform, path, confused_pairs: int = 5, batch_size: int = 16
+) -> None:
     """`atlas.html`: the summary, one section per class, the most-confused pairs (self-contained, one file)."""
     summary = atlas.summary
     prompt, baseline = summary["prompt-cam"], summary["cls-attention"]
@@ -247,7 +266,12 @@ def write_atlas_html(atlas: TraitAtlas, model, transform: EvalTransform, path, c
     )  # fmt: skip
     if settings["parts"] is None:
         intro.warnings = [*intro.warnings, "No part annotations given: no consistency, stability or named parts."]
-    maps = _Maps(atlas, model, transform)
+    maps = _Maps(atlas, model, transform, batch_size)
+    maps.prefetch(
+        [(item.image, entry.class_index) for entry in atlas.classes.values() for head in entry.heads
+         for item in head.gallery]
+        + [pair for pairs in _confused_images(atlas, confused_pairs).values() for pair in pairs]
+    )  # fmt: skip
     sections = [intro]
     for entry in atlas.classes.values():
         sections += class_section(atlas, entry, maps)
