@@ -22,11 +22,12 @@ from .metrics import (
     DEFAULT_DELETION_VALUE,
     DEFAULT_STEPS,
 )
-from .saliency import SALIENCY_METHODS, parse_heads
+from .saliency import DEFAULT_METHODS, SALIENCY_METHODS, parse_heads
 
-# the methods compared, in table order: the names of the registry (a method registered later is accepted by
-# `run_faithfulness` too; this tuple is the default and the CLI's choices)
-METHODS = tuple(SALIENCY_METHODS)
+# the methods compared by default, in table order: the registry's entries that are not opt-in (Finer-CAM is); every
+# name of the registry is a choice of --methods and is accepted by `run_faithfulness`
+METHODS = DEFAULT_METHODS
+ALL_METHODS = tuple(SALIENCY_METHODS)
 
 
 TARGETS = ("true", "predicted")
@@ -54,7 +55,12 @@ class FaithfulnessOptions:
         metadata={"help": "output folder: faithfulness.json and the probe", "aliases": ["--out"]},
     )
     methods: tuple[str, ...] = field(
-        default=METHODS, metadata={"help": "methods to compare", "choices": METHODS, "metavar": "METHOD"}
+        default=METHODS,
+        metadata={
+            "help": f"methods to compare (opt-in: {', '.join(sorted(set(ALL_METHODS) - set(METHODS)))})",
+            "choices": ALL_METHODS,
+            "metavar": "METHOD",
+        },
     )
     max_images: int | None = field(
         default=None,
