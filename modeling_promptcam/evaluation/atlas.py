@@ -502,6 +502,38 @@ def trait_atlas(
     )
 
 
+class AtlasFileError(ValueError):
+    """An `atlas.json` that cannot be read or does not have the layout of `TraitAtlas.to_json` (says how to fix it)."""
+
+
+ATLAS_HEAD_FIELDS = ("head", "named_part", "named_part_rate", "consistency", "stability", "top_trait_rate")
+
+
+def read_atlas_json(path: str | os.PathLike) -> dict:
+    """An `atlas.json` written by `promptcam atlas` ([`TraitAtlas.to_json`]), checked: one entry per class with
+    `images` and `heads`, each head with at least `ATLAS_HEAD_FIELDS`."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+    except FileNotFoundError:
+        raise AtlasFileError(f"No atlas file {path}; write one with promptcam atlas (OUT/atlas.json).") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AtlasFileError(f"{path} is not a readable atlas.json ({error}).") from None
+    if not isinstance(data, dict) or not data:
+        raise AtlasFileError(f"{path} must hold {{class_name: {{'images': n, 'heads': [...]}}}} (promptcam atlas).")
+    for name, entry in data.items():
+        heads = entry.get("heads") if isinstance(entry, dict) else None
+        if not isinstance(heads, list) or "images" not in entry:
+            raise AtlasFileError(f"{path}: the entry of {name!r} has no 'images' and 'heads'; is it an atlas.json?")
+        for head in heads:
+            missing = [key for key in ATLAS_HEAD_FIELDS if not isinstance(head, dict) or key not in head]
+            if missing:
+                raise AtlasFileError(f"{path}: a head of {name!r} lacks {', '.join(missing)}.")
+    return data
+
+
 def _image_parts(parts, name, image_size, input_size) -> ImageParts | None:
     return parts.at_input(name, image_size, input_size) if parts is not None and name is not None else None
 
@@ -561,6 +593,8 @@ def _summary(classes: dict[str, ClassAtlas], parts, half, size) -> dict:
 
 
 __all__ = [
+    "ATLAS_HEAD_FIELDS",
+    "AtlasFileError",
     "CLS_HEADS",
     "ClassAtlas",
     "DEFAULT_BOX_SIZE",
@@ -574,5 +608,6 @@ __all__ = [
     "PROMPT_HEADS",
     "REFERENCE_SIZE",
     "TraitAtlas",
+    "read_atlas_json",
     "trait_atlas",
 ]

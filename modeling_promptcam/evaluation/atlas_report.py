@@ -48,7 +48,8 @@ def run_atlas(options: AtlasOptions) -> TraitAtlas:
     model = PromptCamForImageClassification.from_pretrained(options.model).to(device).eval()
     image_processor = AutoImageProcessor.from_pretrained(options.model)
     evaluated = _read_split(model, splits.validation_dir, splits.images["validation"])
-    paths, labels = evaluated.paths, evaluated.labels
+    # absolute paths: atlas.json's galleries name files that other tools (the app) open from anywhere
+    paths, labels = [os.path.abspath(path) for path in evaluated.paths], evaluated.labels
     if options.max_images is not None and options.max_images < len(paths):
         keep = sorted(random.Random(options.seed).sample(range(len(paths)), options.max_images))
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
@@ -58,7 +59,7 @@ def run_atlas(options: AtlasOptions) -> TraitAtlas:
         labels,
         parts,
         image_processor=image_processor,
-        data_dir=options.data,
+        data_dir=os.path.abspath(options.data),
         all_images=options.all_images,
         box_size=options.box_size,
         threshold=options.threshold,
