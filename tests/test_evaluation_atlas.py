@@ -90,3 +90,39 @@ def test_small_classes_are_flagged_and_foreign_annotations_refused(tmp_path):
                     image_processor=image_processor(), data_dir=tmp_path, cls_baseline=False, progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="threshold"):
         trait_atlas(PeakingModel(), paths, [0, 0, 0], threshold=1.5, cls_baseline=False)
+
+
+def test_part_masks_name_the_part_holding_the_peak_and_measure_the_attention_in_it(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from modeling_promptcam.data import read_part_masks
+    from tests.helpers.atlas import ORIGINAL_SIZE
+
+    paths, keypoints = write_dot_images(tmp_path, 6)
+    width, height = ORIGINAL_SIZE
+    for name, points in keypoints.items():
+        folder = tmp_path / "masks" / name.rsplit(".", 1)[0]
+        folder.mkdir(parents=True)
+        for part, (x, y) in points.items():
+            mask = np.zeros((height, width), dtype=np.uint8)
+            mask[int(y) - 6 : int(y) + 6, int(x) - 9 : int(x) + 9] = 255  # about one input patch around the point
+            Image.fromarray(mask, mode="L").save(folder / f"{part}.png")
+        Image.fromarray(np.zeros((height, width), dtype=np.uint8), mode="L").save(folder / "fin.png")  # never visible
+    atlas = trait_atlas(
+        PeakingModel(), paths, [0] * 6, read_part_masks(tmp_path), image_processor=image_processor(),
+        data_dir=tmp_path, cls_baseline=False, progress=False,
+    )  # fmt: skip
+    first = atlas.classes["dot"].heads[0]
+    assert first.named_part == "beak" and first.named_part_rate == 1.0 and first.consistency == 1.0
+    # head 0's positive attention is the dot's patch, spread by the bilinear upsampling: most of it is in the mask
+    assert 0.5 < first.part_mask_mass <= 1.0
+    assert atlas.summary["parts_without_visible_instances"] == ["fin"]
+    rows = atlas.to_dataset()
+    assert rows.num_rows == 2 and rows[0]["class_name"] == "dot" and rows[0]["method"] == "prompt-cam"
+    assert rows[0]["named_part"] == "beak" and rows[0]["rank"] == 0
+    # masks of another size than their image are refused before the pass
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8), mode="L").save(folder / "beak.png")
+    with pytest.raises(PartsError, match="10x10 but its image is 336x168"):
+        trait_atlas(PeakingModel(), paths, [0] * 6, read_part_masks(tmp_path), image_processor=image_processor(),
+                    data_dir=tmp_path, cls_baseline=False, progress=False)  # fmt: skip

@@ -44,6 +44,7 @@ from PIL import Image
 from ..data.images import open_rgb
 from ..data.parts import ImageParts, PartAnnotations, PartsError
 from ..data.transforms import EvalTransform
+from ..extras import require
 from ..files import write_json_atomically
 from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
 from .localization import cls_attention_heads
@@ -153,7 +154,7 @@ class TraitAtlas:
 
     def to_dataset(self):
         """One row per (class, method, head) as a `datasets.Dataset` (method `"prompt-cam"` or `"cls-attention"`)."""
-        from datasets import Dataset
+        Dataset = require("datasets", "train", "The trait atlas as a datasets.Dataset").Dataset
 
         rows = []
         for name, atlas in self.classes.items():
@@ -572,9 +573,12 @@ def _summary(classes: dict[str, ClassAtlas], parts, half, size) -> dict:
             "consistent_share": float(np.mean(judged)) if judged else None,
         }
 
+    seen = {part for atlas in classes.values() for head in atlas.heads[:1] for part in head.part_counts}
     return {
         "classes": len(classes),
         "small_sample_classes": [name for name, atlas in classes.items() if atlas.small_sample],
+        # parts the annotations name that are visible in none of the evaluated images: never in a box, never named
+        "parts_without_visible_instances": [p for p in parts.part_names if p not in seen] if parts is not None else [],
         PROMPT_HEADS: overall("heads"),
         CLS_HEADS: overall("cls_heads"),
         "per_class": {

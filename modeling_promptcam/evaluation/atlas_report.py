@@ -265,6 +265,9 @@ def write_atlas_html(
                   f"{', '.join(html.escape(n) for n in summary['small_sample_classes'])}."]
         if summary["small_sample_classes"] else [],
     )  # fmt: skip
+    if summary["parts_without_visible_instances"]:
+        missing = ", ".join(html.escape(part) for part in summary["parts_without_visible_instances"])
+        intro.warnings = [*intro.warnings, f"Parts visible in none of the evaluated images (never named): {missing}."]
     if settings["parts"] is None:
         intro.warnings = [*intro.warnings, "No part annotations given: no consistency, stability or named parts."]
     maps = _Maps(atlas, model, transform, batch_size)
