@@ -91,3 +91,18 @@ def test_atlas_errors_are_one_line(birds, tmp_path, capsys):
     assert code == 1
     _assert_one_error_line(err, ["class folders the model does not know"])
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+
+def test_an_unreadable_image_mid_pass_is_one_error_line_after_the_progress_bar(birds, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(birds / "data", data)
+    (data / "val" / "plain" / "plain_0001.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    code, _, err = _run(
+        ["atlas", "--model", str(birds / "model"), "--data", str(data), "--out", str(tmp_path / "o"), "--all-images",
+         "--batch-size", "4"],
+        capsys,
+    )  # fmt: skip
+    assert code == 1
+    _assert_one_error_line(err, ["plain_0001.png is not a readable image", "fix or remove it"])

@@ -88,6 +88,13 @@ def test_small_classes_are_flagged_and_foreign_annotations_refused(tmp_path):
     with pytest.raises(PartsError, match="outside the 336x168 image"):
         trait_atlas(PeakingModel(), paths, [0, 0, 0], _annotations(tmp_path, outside),
                     image_processor=image_processor(), data_dir=tmp_path, cls_baseline=False, progress=False)  # fmt: skip
+    # the fake model predicts class 0 for every image: labelled 1, none is correct, and only all_images measures them
+    with pytest.raises(ValueError, match=r"None of the 3 image\(s\) was classified correctly.*all_images=True"):
+        trait_atlas(PeakingModel(), paths, [1, 1, 1], image_processor=image_processor(), cls_baseline=False,
+                    progress=False)  # fmt: skip
+    everything = trait_atlas(PeakingModel(), paths, [1, 1, 1], image_processor=image_processor(), all_images=True,
+                             cls_baseline=False, progress=False)  # fmt: skip
+    assert list(everything.classes) == ["other"] and everything.confusions == [("other", "dot", 3)]
     with pytest.raises(ValueError, match="threshold"):
         trait_atlas(PeakingModel(), paths, [0, 0, 0], threshold=1.5, cls_baseline=False)
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.folders import DataError
 from ..data.images import open_rgb
 from ..data.parts import ImageParts, PartAnnotations, PartsError
 from ..data.transforms import EvalTransform
@@ -354,7 +355,10 @@ def trait_atlas(
     if any(not 0 <= label < num_labels for label in labels):
         raise ValueError(f"labels must be class indices in [0, {num_labels}).")
     if cls_baseline and getattr(getattr(model, "driver", None), "num_prefix_tokens", 0) == 0:
-        raise ValueError("The CLS-attention baseline needs a backbone with a CLS token; pass cls_baseline=False.")
+        raise ValueError(
+            "The CLS-attention baseline needs a backbone with a CLS token, and this one has none; pass "
+            "cls_baseline=False (--no-cls-baseline)."
+        )
     matched = parts.match(images, data_dir) if parts is not None else [None] * len(images)
     if parts is not None:  # every annotation checked against its image before the long pass
         for path, name in zip(images, matched):
@@ -373,7 +377,7 @@ def trait_atlas(
     try:
         for start in range(0, len(images), batch_size):
             paths, batch_labels = images[start : start + batch_size], labels[start : start + batch_size]
-            opened = [open_rgb(path) for path in paths]
+            opened = [_open(path) for path in paths]
             pixel_values = torch.stack([transform(image) for image in opened]).to(device)
             size = tuple(pixel_values.shape[2:])
             half = (box_size / 2 * size[1] / reference_size, box_size / 2 * size[0] / reference_size)
@@ -430,6 +434,11 @@ def trait_atlas(
         bar.close()
         model.train(was_training)
 
+    if not kept:
+        raise ValueError(
+            f"None of the {len(images)} image(s) was classified correctly, so no class has images to measure; pass "
+            "all_images=True (--all-images) to measure the heads on every image."
+        )
     id2label = model.config.id2label
     classes = {}
     for class_index in sorted(set(labels)):
@@ -533,6 +542,13 @@ def read_atlas_json(path: str | os.PathLike) -> dict:
             if missing:
                 raise AtlasFileError(f"{path}: a head of {name!r} lacks {', '.join(missing)}.")
     return data
+
+
+def _open(path: str) -> Image.Image:
+    try:
+        return open_rgb(path)
+    except OSError as error:
+        raise DataError(f"{path} is not a readable image ({error}); fix or remove it.") from None
 
 
 def _image_parts(parts, name, image_size, input_size) -> ImageParts | None:
