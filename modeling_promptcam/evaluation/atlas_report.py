@@ -132,8 +132,11 @@ def _thumbnails(maps: _Maps, image: int, class_index: int, head: int, peak, box:
     shown, class_maps = maps.get(image, class_index)
     blended = Image.fromarray((overlay(shown, class_maps[head]) * 255).astype(np.uint8))
     x, y = peak
-    half = box * shown.size[0] / REFERENCE_SIZE / 2
-    crop = shown.crop((int(x - half), int(y - half), int(x + half), int(y + half)))
+    width, height = shown.size
+    half_x, half_y = min(box * width / REFERENCE_SIZE, width) / 2, min(box * height / REFERENCE_SIZE, height) / 2
+    # the box around the peak, shifted inside the image near a border so that every crop shows a whole box
+    left, top = min(max(0.0, x - half_x), width - 2 * half_x), min(max(0.0, y - half_y), height - 2 * half_y)
+    crop = shown.crop((int(left), int(top), int(left + 2 * half_x), int(top + 2 * half_y)))
     name = os.path.basename(maps.atlas.images[image])
     return image_tag(_png(blended.resize((THUMBNAIL, THUMBNAIL))), name, name) + image_tag(
         _png(crop.resize((THUMBNAIL, THUMBNAIL))), f"crop of {name}", f"around the peak in {name}"
