@@ -14,6 +14,7 @@ from .atlas import (
     DEFAULT_NOISE_CLIP,
     DEFAULT_NOISE_STD,
     DEFAULT_THRESHOLD,
+    REFERENCE_SIZE,
 )
 from .metrics import (
     DEFAULT_BATCH_SIZE,
@@ -153,11 +154,17 @@ class AtlasOptions:
     )
     parts: str | None = field(
         default=None,
-        metadata={"help": "CUB_ROOT: images.txt, parts/parts.txt, parts/part_locs.txt (CUB-200-2011's files)"},
+        metadata={
+            "help": "CUB-200-2011's part files: CUB_ROOT/images.txt, parts/parts.txt, parts/part_locs.txt",
+            "metavar": "CUB_ROOT",
+        },
     )
-    keypoints: str | None = field(default=None, metadata={"help": "a keypoints JSON {image: {part: [x, y]}}"})
+    keypoints: str | None = field(
+        default=None, metadata={"help": "a keypoints JSON {image: {part: [x, y]}}", "metavar": "FILE"}
+    )
     masks: str | None = field(
-        default=None, metadata={"help": "per-part masks DIR/masks/<split>/<class>/<image stem>/<part>.png"}
+        default=None,
+        metadata={"help": "per-part masks DIR/masks/<split>/<class>/<image stem>/<part>.png", "metavar": "DIR"},
     )
     all_images: bool = field(
         default=False, metadata={"help": "every image of a class, not only the correctly classified ones"}
@@ -167,7 +174,11 @@ class AtlasOptions:
     )
     box_size: float = field(
         default=DEFAULT_BOX_SIZE,
-        metadata={"above": 0, "help": "consistency box in pixels at a 224-pixel input (EvalProtoPNet: %(default)s)"},
+        metadata={
+            "above": 0,
+            "max": REFERENCE_SIZE,
+            "help": "consistency box in pixels at a 224-pixel input (EvalProtoPNet: %(default)s)",
+        },
     )
     threshold: float = field(
         default=DEFAULT_THRESHOLD,
