@@ -394,7 +394,7 @@ def trait_atlas(
             noise = torch.randn(pixel_values.shape, generator=generator) * noise_std
             noisy = pixel_values + noise.clamp(-noise_clip, noise_clip).to(device, pixel_values.dtype)
             all_maps = output.trait_maps[index].float()  # (B, C, heads, gh, gw)
-            own = all_maps[torch.arange(len(keep)), targets]  # (B, heads, gh, gw)
+            own = all_maps[torch.arange(len(keep), device=device), targets]  # (B, heads, gh, gw)
             noisy_own = model(noisy, trait_map_classes=targets[:, None]).trait_maps[:, 0].float()
             rankings = model.rank_traits(pixel_values, target_classes=targets, blur=blur, stop=stop)
             distinct = _distinctiveness(all_maps, targets, half, size) if num_labels > 1 else None
