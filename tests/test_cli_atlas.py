@@ -75,7 +75,7 @@ def test_atlas_errors_are_one_line(birds, tmp_path, capsys):
     foreign.write_text(json.dumps({"other/bird.jpg": {"beak": [1, 2]}}))
     code, _, err = _run(base + ["--keypoints", str(foreign)], capsys)
     assert code == 1
-    _assert_one_error_line(err, ["cover none of the", "other/bird.jpg"])
+    _assert_one_error_line(err, ["name no image of the data", "other/bird.jpg"])
     code, _, err = _run(base + ["--masks", str(birds / "data")], capsys)  # trait masks, not per-part masks
     assert code == 1
     _assert_one_error_line(err, ["holds no part masks"])
@@ -106,3 +106,25 @@ def test_an_unreadable_image_mid_pass_is_one_error_line_after_the_progress_bar(b
     )  # fmt: skip
     assert code == 1
     _assert_one_error_line(err, ["plain_0001.png is not a readable image", "fix or remove it"])
+
+
+def test_keypoints_of_train_images_are_accepted_and_of_other_images_refused(birds, tmp_path, capsys):
+    from modeling_promptcam.data import read_cub_parts
+
+    annotations = read_cub_parts(birds / "data")
+    keypoints = {
+        name: {part: list(point) for part, point in parts.items()} for name, parts in annotations.keypoints.items()
+    }
+    assert any(name.startswith("train/") for name in keypoints)  # the JSON annotates both splits
+    file = tmp_path / "keypoints.json"
+    file.write_text(json.dumps(keypoints))
+    base = ["atlas", "--model", str(birds / "model"), "--data", str(birds / "data"), "--all-images", "--gallery", "0",
+            "--no-cls-baseline", "--no-progress"]  # fmt: skip
+    code, printed, _ = _run(base + ["--keypoints", str(file), "--out", str(tmp_path / "ok")], capsys)
+    assert code == 0, printed
+    assert json.loads((tmp_path / "ok" / "atlas.json").read_text())["crested"]["annotated_images"] == 2
+    keypoints["val/crested/not_there.png"] = {"head": [1, 1]}
+    file.write_text(json.dumps(keypoints))
+    code, _, err = _run(base + ["--keypoints", str(file), "--out", str(tmp_path / "bad")], capsys)
+    assert code == 1
+    _assert_one_error_line(err, ["name no image of the data", "val/crested/not_there.png"])

@@ -93,11 +93,16 @@ class PartAnnotations:
     def names(self) -> list[str]:
         return list(self.keypoints if self.source != "masks" else self.mask_folders)
 
-    def match(self, image_paths: Sequence[str | os.PathLike], data_dir: str | os.PathLike | None = None) -> list:
+    def match(
+        self,
+        image_paths: Sequence[str | os.PathLike],
+        data_dir: str | os.PathLike | None = None,
+        require_coverage: bool = True,
+    ) -> list:
         """The annotation name of each image (None for an image without annotations), by the module docstring's rule.
 
-        Raises [`PartsError`] when none of the images is annotated, and (strict sources) when an annotation names no
-        image of `image_paths`.
+        Raises [`PartsError`] when none of the images is annotated (unless `require_coverage=False`), and (strict
+        sources) when an annotation names no image of `image_paths`.
         """
         index = set(self.names)
         longest = max((len(PurePosixPath(name).parts) for name in index), default=0)
@@ -114,7 +119,7 @@ class PartAnnotations:
                     found = tail
                     break
             matched.append(found)
-        if not any(name is not None for name in matched):
+        if require_coverage and not any(name is not None for name in matched):
             example = next(iter(index), "(none)")
             raise PartsError(
                 f"The part annotations in {self.origin} cover none of the {len(matched)} evaluated image(s) (an "
@@ -125,9 +130,9 @@ class PartAnnotations:
             unknown = sorted(index - {name for name in matched if name is not None})
             if unknown:
                 raise PartsError(
-                    f"{len(unknown)} image(s) of the part annotations in {self.origin} are not among the evaluated "
-                    f"images: {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}. Remove them, or point "
-                    "--data at the images they annotate."
+                    f"{len(unknown)} image(s) of the part annotations in {self.origin} name no image of the data: "
+                    f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}. Remove them, or point --data at "
+                    "the images they annotate."
                 )
         return matched
 

@@ -6,6 +6,7 @@ peak); the CLS-attention baseline; a class-vs-class view of the most-confused pa
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import os
@@ -53,6 +54,12 @@ def run_atlas(options: AtlasOptions) -> TraitAtlas:
     if options.max_images is not None and options.max_images < len(paths):
         keep = sorted(random.Random(options.seed).sample(range(len(paths)), options.max_images))
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
+    if parts is not None and parts.strict:
+        # a keypoints JSON or mask folder may annotate any image of DATA (train/ too): an image it names that is in
+        # neither split is an error (another dataset's); that it covers some evaluated image, trait_atlas checks
+        every_image = [os.path.abspath(p) for split in splits.images.values() for ps in split.values() for p in ps]
+        parts.match(every_image, os.path.abspath(options.data), require_coverage=False)
+        parts = dataclasses.replace(parts, strict=False)
     atlas = trait_atlas(
         model,
         paths,
