@@ -24,7 +24,7 @@ from modeling_promptcam.app.ui import _first_of_each
 from modeling_promptcam.cli import build_parser
 from modeling_promptcam.cli import main as cli_main
 from modeling_promptcam.data import to_rgb
-from tests.helpers.app import CLASS_NAMES, huge_png, make_examples, random_image, save_model
+from tests.helpers.app import CLASS_NAMES, huge_png, make_atlas, make_examples, random_image, save_model
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +293,42 @@ def test_space_entry_point_reads_the_model_from_the_environment(saved, monkeypat
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
     space_app.main()
     assert (launched["host"], launched["port"]) == ("0.0.0.0", 7861)
+
+
+def test_the_class_atlas_shows_the_heads_in_rank_order_with_their_most_confident_image(saved, tmp_path):
+    from modeling_promptcam.app import ATLAS_COLUMNS, read_atlas
+    from modeling_promptcam.evaluation.atlas import AtlasFileError
+
+    folder, model, explorer = saved
+    atlas_file = tmp_path / "atlas.json"
+    atlas = make_atlas(atlas_file, model, Path(explorer.examples[0].path).parents[1])
+    with_atlas = TraitExplorer.load(str(folder), None, atlas_file=atlas_file)
+    assert with_atlas.atlas_classes == ["Laysan_Albatross", "Sooty_Albatross"]
+    view = with_atlas.class_atlas("Sooty_Albatross", count=2)
+    entry = atlas.classes["Sooty_Albatross"]
+    assert len(ATLAS_COLUMNS) == len(view.rows[0])
+    assert [row[:3] for row in view.rows] == [
+        [rank + 1, head.head, head.named_part] for rank, head in enumerate(entry.heads)
+    ]
+    assert view.rows[0][4] == f"{entry.heads[0].consistency:.2f}" and view.rows[0][-1] == 2
+    assert "**Sooty\\_Albatross**: 2 image(s), 4 heads in rank order." in view.summary
+    assert [caption.split(" (")[0] for _, caption in view.gallery] == [
+        f"rank {rank + 1}: head {head.head}, {head.named_part}" for rank, head in enumerate(entry.heads[:2])
+    ]
+    assert all(image.size == (160, 120) for image, _ in view.gallery)  # the example's own size
+    with pytest.raises(InputError, match="no images of Groove_billed_Ani"):
+        with_atlas.class_atlas("Groove_billed_Ani")
+    with pytest.raises(InputError, match="No atlas loaded"):
+        explorer.class_atlas("Sooty_Albatross")
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"Dodo": {"images": 1, "heads": []}}')
+    with pytest.raises(AtlasFileError, match="classes the model does not know: Dodo"):
+        read_atlas(foreign, model)
+    foreign.write_text('{"Dodo": [1, 2]}')
+    with pytest.raises(AtlasFileError, match="is it an atlas.json"):
+        read_atlas(foreign, model)
+    demo = build_app(with_atlas, warm_up=False)
+    events = {function.api_name: function.fn for function in demo.fns.values()}
+    summary, table, gallery = events["atlas"]("Sooty_Albatross", 1, 0.5)
+    assert table["value"] == view.rows and len(gallery) == 1
+    assert cli_main(["app", "--model", str(folder), "--atlas", str(tmp_path / "none.json")]) == 1

@@ -8,6 +8,7 @@ These tests fail, never skip, when the browser or Playwright is missing: `.ci/ru
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,8 +22,8 @@ import pytest
 from PIL import Image
 from transformers import AutoImageProcessor, pipeline
 
-from modeling_promptcam.app import TraitExplorer
-from tests.helpers.app import make_examples, random_image, save_model
+from modeling_promptcam.app import ATLAS_COLUMNS, TraitExplorer
+from tests.helpers.app import make_atlas, make_examples, random_image, save_model
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 WAIT_MS = 60_000  # the longest any single step in the page may take
@@ -81,6 +82,7 @@ def server(tmp_path_factory):
     model = save_model(folder)
     examples = make_examples(tmp_path_factory.mktemp("examples") / "birds")
     work = tmp_path_factory.mktemp("server")
+    atlas = make_atlas(work / "atlas.json", model, examples)
     log = work / "app.log"
     port = free_port()
     environment = dict(
@@ -92,6 +94,7 @@ def server(tmp_path_factory):
         OMP_NUM_THREADS="1",
     )
     command = [sys.executable, "-m", "modeling_promptcam", "app", "--model", str(folder), "--examples", str(examples)]
+    command += ["--atlas", str(work / "atlas.json")]
     with open(log, "wb") as output:
         process = subprocess.Popen(
             command + ["--port", str(port)], stdout=output, stderr=subprocess.STDOUT, env=environment, cwd=work
@@ -99,7 +102,7 @@ def server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_until_serving(url, process, log)
-        yield SimpleNamespace(url=url, port=port, folder=folder, model=model, examples=examples, log=log)
+        yield SimpleNamespace(url=url, port=port, folder=folder, model=model, examples=examples, log=log, atlas=atlas)
     finally:
         process.terminate()
         try:
@@ -210,6 +213,36 @@ def test_bad_upload_shows_a_message_and_the_app_keeps_serving(server, page, tmp_
     page.wait_for_function("document.querySelectorAll('#gallery img').length == 2")
     captions = [alt for _, _, alt in natural_sizes(page, "#gallery img")]
     assert [caption.split(":")[0] for caption in captions] == ["bird0.png", "bird1.png"]
+
+
+def test_the_class_atlas_tab_shows_a_class_heads_in_rank_order(server, page, tmp_path):
+    entry = server.atlas.classes["Laysan_Albatross"]
+    page.get_by_role("tab", name="Class atlas").click()
+    page.locator("#atlas-class input").fill("Laysan_Albatross")
+    page.locator("#atlas-button").click()
+    page.locator("#atlas-summary").get_by_text("Laysan_Albatross: 2 image(s), 4 heads in rank order.").wait_for()
+    page.wait_for_function("document.querySelectorAll('#atlas-gallery img').length == 4")
+    captions = [alt for _, _, alt in natural_sizes(page, "#atlas-gallery img")]
+    assert [caption.split(" (")[0] for caption in captions] == [
+        f"rank {rank + 1}: head {head.head}, {head.named_part}" for rank, head in enumerate(entry.heads)
+    ]
+    # the table's cells, row after row, after its header (Gradio draws a virtual table: read its text)
+    columns = len(ATLAS_COLUMNS)
+    page.locator("#atlas-table [role=grid][aria-rowcount='5']").wait_for(state="attached")
+    page.wait_for_function(
+        f"document.querySelector('#atlas-table').innerText.includes('{entry.heads[-1].named_part}')"
+    )
+    texts = [text.strip() for text in re.split(r"[\t\n]", page.inner_text("#atlas-table")) if text.strip()]
+    cells = texts[texts.index(ATLAS_COLUMNS[-1]) + 1 :]
+    rows = [cells[start : start + columns] for start in range(0, len(cells), columns)]
+    # rank, head and named part of each row, in the atlas's rank order
+    assert [row[:3] for row in rows[-4:]] == [
+        [str(rank + 1), str(head.head), head.named_part] for rank, head in enumerate(entry.heads)
+    ]
+    screenshot = tmp_path / "class_atlas.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    print(f"\nscreenshot: {screenshot}")
 
 
 def test_concurrent_requests_are_queued_and_the_server_binds_to_localhost(server, tmp_path):

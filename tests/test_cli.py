@@ -23,7 +23,7 @@ from modeling_promptcam.convert.open_clip import ACTIVATIONS
 from modeling_promptcam.data import DataError, generate_dataset
 from modeling_promptcam.data.options import SyntheticOptions
 from modeling_promptcam.data.synthetic import generate_taxonomy_dataset
-from modeling_promptcam.evaluation.options import METHODS, SCORERS, TARGETS
+from modeling_promptcam.evaluation.options import ALL_METHODS, METHODS, SCORERS, TARGETS
 from modeling_promptcam.modeling_promptcam import BLUR_MODES
 
 
@@ -59,13 +59,20 @@ def test_every_options_field_is_a_flag_with_the_fields_help(command):
         ("faithfulness", "blur", BLUR_MODES),
         ("train", "prompt_mode", PROMPT_MODES),
         ("demo", "prompt_mode", PROMPT_MODES),
-        ("faithfulness", "methods", METHODS),
+        ("faithfulness", "methods", ALL_METHODS),
+        ("atlas", "blur", BLUR_MODES),
         ("faithfulness", "target", TARGETS),
         ("faithfulness", "scorer", SCORERS),
     ],
 )
 def test_choices_are_the_registries_themselves(command, dest, registry):
     assert action_for(command, dest).choices is registry  # not a copy typed again
+
+
+def test_the_default_methods_leave_out_the_opt_in_ones():
+    # every registered method is a choice of --methods; the default is the registry's entries that are not opt-in
+    assert action_for("faithfulness", "methods").default == METHODS == ALL_METHODS[:-1]
+    assert ALL_METHODS[-1] == "finer-cam"
 
 
 def test_one_builder_per_backbone_kind():

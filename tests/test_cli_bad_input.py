@@ -170,6 +170,9 @@ OUT_OF_RANGE = [
     (["synthetic", "--out", "{out}", "--train-per-class", "0"], ["--train-per-class", "integer >= 1"]),
     (["demo", "--out", "{out}", "--learning-rate=-inf"], ["--learning-rate", "finite number > 0"]),
     (["faithfulness", "--model", "m", "--data", "d", "--out", "{out}", "--blur-sigma", "0"], ["--blur-sigma", "> 0"]),
+    (["atlas", "--model", "m", "--data", "d", "--out", "{out}", "--threshold", "1.5"], ["--threshold", "(0, 1]"]),
+    (["atlas", "--model", "m", "--data", "d", "--out", "{out}", "--box-size", "0"], ["--box-size", "(0, 224]"]),
+    (["atlas", "--model", "m", "--data", "d", "--out", "{out}", "--gallery", "-1"], ["--gallery", "integer >= 0"]),
 ]
 
 

@@ -119,3 +119,62 @@ def test_mask_images_are_binary(tmp_path):
     for path in (tmp_path / "d" / "masks").rglob("*.png"):
         values = np.unique(np.asarray(Image.open(path)))
         assert set(values.tolist()) <= {0, 255}
+
+
+# the pixels of every image and mask of `generate_dataset(..., train_per_class=1, val_per_class=1, image_size=64,
+# seed=3)`, as the generator drew them before it wrote part keypoints: writing the keypoints must not change a pixel
+PIXELS_BEFORE_KEYPOINTS = "6fbed06cfe380a9d31b3a1bf1368f8f4280ed98fa5ee207f79ba5093178ce930"
+
+
+def _pixel_hash(root) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.png")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(np.asarray(Image.open(path)).tobytes())
+    return digest.hexdigest()
+
+
+def test_keypoints_leave_every_image_and_mask_as_it_was(tmp_path):
+    generate_dataset(tmp_path, train_per_class=1, val_per_class=1, image_size=64, seed=3, progress=False)
+    assert _pixel_hash(tmp_path) == PIXELS_BEFORE_KEYPOINTS
+
+
+def test_the_keypoints_are_written_in_cub_format_and_read_back(tmp_path):
+    from modeling_promptcam.data import PART_NAMES, TRAIT_PARTS, read_cub_parts
+
+    generate_dataset(tmp_path, train_per_class=2, val_per_class=1, image_size=96, seed=1, progress=False)
+    assert PART_NAMES == ("head", "eye", "crest", "throat", "wing", "tail", "body", "legs")
+    assert (tmp_path / "parts" / "parts.txt").read_text().splitlines() == [
+        f"{i} {name}" for i, name in enumerate(PART_NAMES, 1)
+    ]
+    lines = (tmp_path / "images.txt").read_text().splitlines()
+    assert len(lines) == 3 * len(CLASSES)
+    names = [line.split(" ", 1)[1] for line in lines]
+    assert all((tmp_path / name).is_file() for name in names)
+    locations = (tmp_path / "parts" / "part_locs.txt").read_text().splitlines()
+    assert len(locations) == len(lines) * len(PART_NAMES)
+    annotations = read_cub_parts(tmp_path)
+    assert annotations.part_names == PART_NAMES
+    for name in names:
+        visible = set(annotations.keypoints[name])
+        crested = name.split("/")[1] == "crested"
+        assert visible == set(PART_NAMES) - (set() if crested else {"crest"}), name
+    info = json.loads((tmp_path / "dataset.json").read_text())
+    assert info["parts"]["names"] == list(PART_NAMES) and info["parts"]["trait_parts"] == TRAIT_PARTS
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_each_trait_keypoint_lies_on_its_trait(seed):
+    """The keypoint of a class's trait part is inside that class's trait mask (the ground truth the atlas is checked
+    against), and every keypoint lies inside the image."""
+    from modeling_promptcam.data import TRAIT_PARTS, draw_bird_with_keypoints
+
+    for index, trait_class in enumerate(CLASSES):
+        image, mask, keypoints = draw_bird_with_keypoints(index, _rng(seed), 224)
+        for x, y, _ in keypoints.values():
+            assert 0 <= x < 224 and 0 <= y < 224
+        if trait_class.name in TRAIT_PARTS:
+            x, y, visible = keypoints[TRAIT_PARTS[trait_class.name]]
+            assert visible and mask[int(y), int(x)], (trait_class.name, x, y)
+        image_again, mask_again = draw_bird(index, _rng(seed), 224)
+        assert np.array_equal(np.asarray(image), np.asarray(image_again)) and np.array_equal(mask, mask_again)

@@ -23,6 +23,7 @@ from modeling_promptcam.evaluation import (
     SaliencyMethod,
     attention_rollout,
     eigen_cam,
+    finer_cam,
     grad_cam,
     insertion_deletion,
     layer_cam,
@@ -37,9 +38,12 @@ from tests.helpers.models import IMAGE_SIZE, tiny_model
 
 
 def test_methods_are_the_registry_in_table_order():
-    assert METHODS == OPTION_METHODS == tuple(SALIENCY_METHODS)
+    # the default comparison is the registry's entries that are not opt-in (the paper's Table 1); Finer-CAM is opt-in
+    assert METHODS == OPTION_METHODS == tuple(name for name, m in SALIENCY_METHODS.items() if not m.opt_in)
     assert METHODS == ("prompt-cam", "grad-cam", "layer-cam", "eigen-cam", "attention-rollout")
+    assert tuple(SALIENCY_METHODS) == METHODS + ("finer-cam",)
     assert FaithfulnessOptions(model="m", data="d").methods == METHODS
+    assert FaithfulnessOptions(model="m", data="d", methods=("finer-cam",)).methods == ("finer-cam",)
     for name, method in SALIENCY_METHODS.items():
         assert isinstance(method, SaliencyMethod) and method.name == name
     # only Prompt-CAM's maps explain the Prompt-CAM model; the baselines (class-agnostic ones too) explain the probe
@@ -49,6 +53,7 @@ def test_methods_are_the_registry_in_table_order():
         "layer-cam": PROBE,
         "eigen-cam": PROBE,
         "attention-rollout": PROBE,
+        "finer-cam": PROBE,
     }
 
 
@@ -66,6 +71,7 @@ def test_each_entry_computes_what_its_public_function_computes():
         "layer-cam": (layer_cam(probe, pixel_values, targets), None),
         "eigen-cam": (eigen_cam(probe, pixel_values), None),
         "attention-rollout": (attention_rollout(model.backbone, pixel_values), None),
+        "finer-cam": (finer_cam(probe, pixel_values, targets), None),
     }
     for name, method in SALIENCY_METHODS.items():
         result = method(model, probe, pixel_values, targets, settings)
@@ -188,3 +194,46 @@ def test_the_heads_rule_has_one_reader(saved_model, tmp_path):
         with pytest.raises(ValueError, match=message):
             run_faithfulness(options)
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_finer_cam_selects_the_nearest_classes_and_weights_them_as_hand_computed():
+    from modeling_promptcam.evaluation.saliency import finer_comparison_classes, finer_objective
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, -3.0, 1.9], [0.0, 4.0, 3.0, 5.0, -1.0]])
+    targets = torch.tensor([0, 1])
+    # |y_k - y_t|: image 0: [-, 1.0, 1.5, 5.0, 0.1]; image 1: [4, -, 1, 1, 5] (ties keep the class order)
+    comparisons = finer_comparison_classes(logits, targets, 3)
+    assert comparisons.tolist() == [[4, 1, 2], [2, 3, 0]]
+    assert finer_comparison_classes(logits, targets, 9).shape == (2, 4)  # capped at the other classes
+    p = logits.softmax(-1)
+    expected = (p[0, 4] * (2.0 - 1.9) + p[0, 1] * (2.0 - 1.0) + p[0, 2] * (2.0 - 0.5)) / (p[0, 4] + p[0, 1] + p[0, 2])
+    value = finer_objective(logits, targets, comparisons, alpha=1.0)
+    torch.testing.assert_close(value[0], expected, rtol=1e-6, atol=1e-9)
+    # alpha = 0: the contrast vanishes and the objective is the target logit (Grad-CAM's)
+    torch.testing.assert_close(finer_objective(logits, targets, comparisons, alpha=0.0), torch.tensor([2.0, 4.0]))
+
+
+def test_finer_cam_of_two_classes_is_grad_cam_of_the_logit_difference():
+    """With two classes the weighting cancels: the objective is y_t - y_other, and Grad-CAM is linear in the
+    gradients before its ReLU, so Finer-CAM's raw map is the difference of the two classes' raw Grad-CAM maps."""
+    from modeling_promptcam.evaluation.cams import FinerCAM, GradCAM, _finish_cam, _target_layer_activations
+
+    model = tiny_model("dinov2", num_labels=2)
+    probe = LinearProbeForImageClassification(model.backbone, 2)
+    torch.nn.init.normal_(probe.classifier.weight, std=1.0, generator=torch.Generator().manual_seed(1))
+    pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    targets, others = torch.tensor([0, 1]), torch.tensor([1, 0])
+    activations, gradients_target = _target_layer_activations(probe, pixel_values, targets, with_gradients=True)
+    _, gradients_other = _target_layer_activations(probe, pixel_values, others, with_gradients=True)
+    raw = GradCAM().combine(activations, gradients_target) - GradCAM().combine(activations, gradients_other)
+    expected = _finish_cam(raw, (IMAGE_SIZE, IMAGE_SIZE), upsample=True)
+    torch.testing.assert_close(finer_cam(probe, pixel_values, targets), expected, rtol=1e-4, atol=1e-5)
+    # alpha = 0 is Grad-CAM itself, up to the 1e-9 in the weighting's denominator
+    torch.testing.assert_close(
+        FinerCAM(alpha=0.0).cams(probe, pixel_values, targets),
+        grad_cam(probe, pixel_values, targets),
+        atol=1e-3,
+        rtol=0,
+    )
+    with pytest.raises(ValueError, match="only one class"):
+        finer_cam(LinearProbeForImageClassification(model.backbone, 1), pixel_values, torch.tensor([0, 0]))

@@ -1,9 +1,11 @@
 """The trait explorer web app: the explorer core (no Gradio types) and its Gradio layer (the `app` extra)."""
 
 from .explorer import (
+    ATLAS_COLUMNS,
     DEFAULT_HOST,
     DEFAULT_PORT,
     MAX_PIXELS,
+    ClassAtlasView,
     ExampleImage,
     ExplorerView,
     InputError,
@@ -11,14 +13,17 @@ from .explorer import (
     find_examples,
     load_model,
     open_image,
+    read_atlas,
 )
 from .options import AppOptions
 from .run import AppLoadError, serve_app
 from .ui import build_app, launch
 
 __all__ = [
+    "ATLAS_COLUMNS",
     "AppLoadError",
     "AppOptions",
+    "ClassAtlasView",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "ExampleImage",
@@ -28,6 +33,7 @@ __all__ = [
     "TraitExplorer",
     "build_app",
     "find_examples",
+    "read_atlas",
     "launch",
     "load_model",
     "open_image",

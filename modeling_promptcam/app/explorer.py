@@ -6,6 +6,8 @@ Space. Two tabs:
 * **Explain an image**: the top-k predictions, the predicted class's top traits in rank order, all its heads, how any
   other class's prompt sees the same image, and true vs predicted when a true class is given (example folders carry it).
 * **Class gallery**: one class's top traits over several example images of that class.
+* **Class atlas** (with `--atlas OUT/atlas.json` from `promptcam atlas`): for a chosen class, every head of its prompt in
+  rank order with its named part and scores, and each head's most confident image with the head's map over it.
 
 [`TraitExplorer`] holds the model (loaded once) and does the work without any Gradio types, so it is tested as plain
 Python; [`build_app`] lays it out in Gradio and turns [`InputError`]s into readable messages in the page. Model calls
@@ -57,6 +59,12 @@ STOP_LABELS = {rule.name: f"{rule.name}: {rule.description}" for rule in STOP_RU
 BLUR_LABELS = {mode.name: f"{mode.name}: {mode.description}" for mode in BLUR_MODE_TABLE.values()}
 
 
+ATLAS_COLUMNS = (
+    "rank", "head", "named part", "named-part rate", "consistency", "consistent part", "stability", "top-trait rate",
+    "distinctiveness", "images",
+)  # fmt: skip
+
+
 class InputError(ValueError):
     """Input the app cannot use (not an image, too large, an unknown class, ...): the message is shown to the user."""
 
@@ -79,6 +87,40 @@ class ExplorerView:
     heads: Image.Image  # every head of the predicted class
     misclassified: Image.Image | None  # true vs predicted, when a true class is given and differs
     comparison: Image.Image | None  # the compared class's prompt beside the predicted class's
+
+
+@dataclass
+class ClassAtlasView:
+    """What the "Class atlas" tab shows for one class."""
+
+    summary: str  # Markdown
+    rows: list[list]  # one row per head in rank order, the columns of ATLAS_COLUMNS
+    gallery: list[tuple[Image.Image, str]]  # per head (rank order): its most confident image with its map, caption
+
+
+def read_atlas(path: str | os.PathLike, model: PromptCamForImageClassification) -> dict:
+    """An `atlas.json` of `promptcam atlas` for `model`: keyed by the model's class indices. Raises `AtlasFileError`
+    for a file of another layout or with classes the model does not have."""
+    from ..evaluation.atlas import AtlasFileError, read_atlas_json
+
+    data = read_atlas_json(path)
+    by_index, unknown = {}, []
+    for name, entry in data.items():
+        index = resolve_class(model, name)
+        if index is None:
+            unknown.append(name)
+        else:
+            by_index[index] = entry
+    if unknown:
+        raise AtlasFileError(
+            f"{path} has classes the model does not know: {', '.join(unknown[:5])}; use the atlas of this model "
+            "(promptcam atlas --model the same folder)."
+        )
+    return by_index
+
+
+def _rate(value) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def figures_module():
@@ -189,20 +231,32 @@ class TraitExplorer:
         image_processor=None,
         examples: list[ExampleImage] | None = None,
         max_pixels: int = MAX_PIXELS,
+        atlas: dict | None = None,
     ):
         self.model = model.eval()
         self.image_processor = image_processor or promptcam_image_processor(model.config)
         self.examples = list(examples or [])
         self.max_pixels = max_pixels
+        self.atlas = atlas or {}  # class index -> its entry of atlas.json ([`read_atlas`])
         self._lock = threading.Lock()
 
     @classmethod
     def load(
-        cls, model_id: str, examples_dir: str | os.PathLike | None = None, max_pixels: int = MAX_PIXELS
+        cls,
+        model_id: str,
+        examples_dir: str | os.PathLike | None = None,
+        max_pixels: int = MAX_PIXELS,
+        atlas_file: str | os.PathLike | None = None,
     ) -> TraitExplorer:
         model, processor = load_model(model_id)
         examples = find_examples(examples_dir, model) if examples_dir is not None else []
-        return cls(model, processor, examples, max_pixels)
+        atlas = read_atlas(atlas_file, model) if atlas_file is not None else None
+        return cls(model, processor, examples, max_pixels, atlas)
+
+    @property
+    def atlas_classes(self) -> list[str]:
+        """The classes of the atlas, in the model's order."""
+        return [self.class_names[index] for index in sorted(self.atlas)]
 
     @property
     def class_names(self) -> list[str]:
@@ -339,6 +393,49 @@ class TraitExplorer:
             figures.append((_to_image(viz.plot_top_traits(explanation.image, view, alpha=alpha)), caption))
         return figures
 
+    def class_atlas(self, class_name: str, count: int = GALLERY_IMAGES, alpha: float = 0.5) -> ClassAtlasView:
+        """The atlas of one class: its heads in rank order (the table) and, for the first `count` heads, the image
+        where each is most confident with that head's map over it."""
+        self._check_settings("paper", alpha)
+        if not self.atlas:
+            raise InputError(
+                "No atlas loaded: start the app with --atlas OUT/atlas.json (written by promptcam atlas)."
+            )
+        if not class_name:
+            raise InputError("Pick a class first.")
+        index = self.class_index(class_name)
+        if index not in self.atlas:
+            raise InputError(f"The atlas has no images of {class_name}; pick one of the classes it lists.")
+        entry, name = self.atlas[index], self.class_names[index]
+        rows = [
+            [rank + 1, head["head"], head["named_part"] or "", _rate(head["named_part_rate"]),
+             _rate(head["consistency"]), head.get("consistency_part") or "", _rate(head["stability"]),
+             _rate(head["top_trait_rate"]), _rate(head.get("distinctiveness")), head.get("images", entry["images"])]
+            for rank, head in enumerate(entry["heads"])
+        ]  # fmt: skip
+        consistent = entry.get("consistent_share")
+        cls_share = (entry.get("cls_attention") or {}).get("consistent_share")
+        lines = [f"**{markdown_escape(name)}**: {entry['images']} image(s), {len(rows)} heads in rank order."]
+        if consistent is not None:
+            lines.append(f"Share of consistent heads: {consistent:.2f}" + (
+                f" (the backbone's CLS-attention heads: {cls_share:.2f})." if cls_share is not None else "."))  # fmt: skip
+        if entry.get("small_sample"):
+            lines.append(f"Only {entry['images']} image(s): a small sample, these numbers are not reliable.")
+        gallery, missing = [], 0
+        for rank, head in enumerate(entry["heads"][: max(0, int(count))]):
+            images = head.get("gallery") or []
+            if not images or not os.path.isfile(images[0]["image"]):
+                missing += bool(images)
+                continue
+            explanation = self._explain(open_image(images[0]["image"], self.max_pixels), top_k=1, classes=[index])
+            trait_map = explanation.requested[0].trait_maps[head["head"]]
+            part = f", {head['named_part']}" if head["named_part"] else ""
+            caption = f"rank {rank + 1}: head {head['head']}{part} ({os.path.basename(images[0]['image'])})"
+            gallery.append((_overlay_image(explanation.image, trait_map, float(alpha)), caption))
+        if missing:
+            lines.append(f"{missing} gallery image(s) named in the atlas are no longer on disk and are not shown.")
+        return ClassAtlasView(summary="\n\n".join(lines), rows=rows, gallery=gallery)
+
 
 def _summary(explanation: Explanation, true_index: int | None, compare_index: int | None) -> str:
     predicted = explanation.predicted
@@ -360,6 +457,8 @@ def _summary(explanation: Explanation, true_index: int | None, compare_index: in
 
 
 __all__ = [
+    "ATLAS_COLUMNS",
+    "ClassAtlasView",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "ExampleImage",
@@ -372,6 +471,7 @@ __all__ = [
     "load_model",
     "markdown_escape",
     "open_image",
+    "read_atlas",
 ]
 
 

@@ -24,6 +24,13 @@ class AppOptions:
             "metavar": "DIR",
         },
     )
+    atlas: str | None = field(
+        default=None,
+        metadata={
+            "help": "an atlas.json written by promptcam atlas for this model: the Class atlas tab (default: none)",
+            "metavar": "FILE",
+        },
+    )
     host: str = field(
         default=DEFAULT_HOST,
         metadata={

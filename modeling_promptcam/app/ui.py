@@ -13,6 +13,7 @@ import os
 from ..extras import require
 from ..modeling_promptcam import BLUR_MODES, PromptCamForImageClassification
 from .explorer import (
+    ATLAS_COLUMNS,
     BLUR_LABELS,
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -28,6 +29,7 @@ from .explorer import (
     figures_module,
     find_examples,
     markdown_escape,
+    read_atlas,
 )
 
 
@@ -68,6 +70,7 @@ def build_app(
     max_pixels: int = MAX_PIXELS,
     title: str = "Prompt-CAM trait explorer",
     warm_up: bool = True,
+    atlas_file: str | os.PathLike | None = None,
 ):
     """The trait explorer as a `gradio.Blocks` (queued: one model call at a time, at most `QUEUE_SIZE` waiting).
 
@@ -78,6 +81,7 @@ def build_app(
         image_processor: for a loaded model (default: Prompt-CAM's evaluation preprocessing for its config).
         max_pixels: larger uploads are refused with a message (default: PIL's decompression-bomb threshold).
         warm_up: explain a blank image once before serving (see [`TraitExplorer.warm_up`]).
+        atlas_file: an `atlas.json` of `promptcam atlas` for this model: the "Class atlas" tab shows it.
     """
     gr = _gradio()
     figures_module()  # fail now, not on the first request, when matplotlib is missing
@@ -85,9 +89,10 @@ def build_app(
         explorer = model_or_path
     elif isinstance(model_or_path, PromptCamForImageClassification):
         examples = find_examples(examples_dir, model_or_path) if examples_dir is not None else []
-        explorer = TraitExplorer(model_or_path, image_processor, examples, max_pixels)
+        atlas = read_atlas(atlas_file, model_or_path) if atlas_file is not None else None
+        explorer = TraitExplorer(model_or_path, image_processor, examples, max_pixels, atlas)
     else:
-        explorer = TraitExplorer.load(os.fspath(model_or_path), examples_dir, max_pixels)
+        explorer = TraitExplorer.load(os.fspath(model_or_path), examples_dir, max_pixels, atlas_file)
     if warm_up:
         explorer.warm_up()
 
@@ -121,6 +126,13 @@ def build_app(
         except InputError as error:
             raise shown(error) from None
         return figures, f"Top traits of **{markdown_escape(class_name)}** on {len(figures)} example image(s)."
+
+    def atlas_event(class_name, count, alpha):
+        try:
+            view = explorer.class_atlas(class_name, int(count), alpha)
+        except InputError as error:
+            raise shown(error) from None
+        return view.summary, gr.update(value=view.rows, headers=list(ATLAS_COLUMNS)), view.gallery
 
     names = explorer.class_names
     with_examples = {example.class_index for example in explorer.examples} - {None}
@@ -229,6 +241,37 @@ def build_app(
                 elem_id="gallery",
             )
 
+        with gr.Tab("Class atlas"):
+            with gr.Row():
+                atlas_class = gr.Dropdown(
+                    explorer.atlas_classes,
+                    value=None,
+                    allow_custom_value=True,
+                    label="Class (those in the atlas)",
+                    elem_id="atlas-class",
+                )
+                atlas_count = gr.Slider(1, heads, value=min(GALLERY_IMAGES, heads), step=1, label="Heads shown")
+                atlas_button = gr.Button("Show", variant="primary", elem_id="atlas-button")
+            atlas_summary = gr.Markdown(
+                "Every head of the class's prompt in rank order (most often a top trait first), the part it names "
+                "and EvalProtoPNet's consistency and stability (docs/atlas.md)."
+                if explorer.atlas
+                else "No atlas: write one with promptcam atlas and start the app with --atlas OUT/atlas.json.",
+                elem_id="atlas-summary",
+            )
+            atlas_table = gr.Dataframe(
+                headers=list(ATLAS_COLUMNS), interactive=False, wrap=True, elem_id="atlas-table"
+            )
+            atlas_gallery = gr.Gallery(
+                label="Each head's most confident image, with its map",
+                columns=4,
+                fit_columns=False,
+                height="auto",
+                format="png",
+                object_fit="contain",
+                elem_id="atlas-gallery",
+            )
+
         # every model call shares one queue slot (concurrency_id): requests wait their turn instead of competing
         gr.on(
             [image.change, explain_button.click, compare_class.input],
@@ -245,6 +288,15 @@ def build_app(
             inputs=[gallery_class, gallery_count, blur, rule, count, alpha],
             outputs=[gallery, gallery_note],
             api_name="gallery",
+            concurrency_id="model",
+            preprocess=False,
+        )
+        gr.on(
+            [atlas_button.click, atlas_class.input],
+            atlas_event,
+            inputs=[atlas_class, atlas_count, alpha],
+            outputs=[atlas_summary, atlas_table, atlas_gallery],
+            api_name="atlas",
             concurrency_id="model",
             preprocess=False,
         )

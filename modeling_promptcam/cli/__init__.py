@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from . import app, backbone, convert, demo, explain, export, faithfulness, synthetic, taxonomy_key, train
+from . import app, atlas, backbone, convert, demo, explain, export, faithfulness, synthetic, taxonomy_key, train
 from .errors import run_command
 from .parser import HelpFormatter, OptionsParser, build_options
 
 # in the order `promptcam --help` lists them
 COMMANDS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (convert, explain, app, train, backbone, synthetic, demo, faithfulness, taxonomy_key, export)
+    for module in (convert, explain, app, train, backbone, synthetic, demo, faithfulness, taxonomy_key, export, atlas)
 }
 
 

@@ -1,4 +1,4 @@
-"""Data in: image files and folders, the one RGB conversion, region masks, the paper's transforms, `datasets`
+"""Data in: image files and folders, the one RGB conversion, region masks, part annotations (CUB keypoints, keypoint JSON, per-part masks), the paper's transforms, `datasets`
 loading, and the synthetic trait dataset. Depends only on the model files (for the normalisation constants).
 """
 
@@ -17,7 +17,27 @@ from .masks import (
     resize_mask,
 )
 from .options import SyntheticOptions
-from .synthetic import CLASSES, DATASET_FILE, MAX_TRAIT_FRACTION, TraitClass, class_names, draw_bird, generate_dataset
+from .parts import (
+    ImageParts,
+    PartAnnotations,
+    PartsError,
+    read_cub_parts,
+    read_keypoints_json,
+    read_part_annotations,
+    read_part_masks,
+)
+from .synthetic import (
+    CLASSES,
+    DATASET_FILE,
+    MAX_TRAIT_FRACTION,
+    PART_NAMES,
+    TRAIT_PARTS,
+    TraitClass,
+    class_names,
+    draw_bird,
+    draw_bird_with_keypoints,
+    generate_dataset,
+)
 from .transforms import SAMPLE_ID, EvalTransform, PromptCamCollator, TrainTransform, batch_transform
 
 __all__ = [
@@ -26,6 +46,11 @@ __all__ = [
     "DataError",
     "EvalTransform",
     "IMAGE_EXTENSIONS",
+    "ImageParts",
+    "PART_NAMES",
+    "PartAnnotations",
+    "PartsError",
+    "TRAIT_PARTS",
     "ImageFolderSplits",
     "MASKS_DIR",
     "MASK_THRESHOLD",
@@ -41,6 +66,7 @@ __all__ = [
     "check_image_folder",
     "class_names",
     "draw_bird",
+    "draw_bird_with_keypoints",
     "generate_dataset",
     "grow_region",
     "load_image_folder",
@@ -49,7 +75,11 @@ __all__ = [
     "mask_path",
     "open_rgb",
     "patch_mask",
+    "read_cub_parts",
+    "read_keypoints_json",
     "read_mask",
+    "read_part_annotations",
+    "read_part_masks",
     "resize_mask",
     "to_rgb",
     "verify_image_files",

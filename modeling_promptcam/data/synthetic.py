@@ -18,7 +18,13 @@ Layout written by [`generate_dataset`] (an `imagefolder` tree that `promptcam tr
 
     DIR/train/<class>/<name>.png   DIR/val/<class>/<name>.png
     DIR/masks/train/<class>/<name>.png   DIR/masks/val/<class>/<name>.png
+    DIR/images.txt                 CUB-200-2011's part keypoint files, one line per image of both splits: the
+    DIR/parts/parts.txt            image's id and path below DIR; the part names (`PART_NAMES`); per image and part
+    DIR/parts/part_locs.txt        `x y visible` in pixels of the image (see [`bird_keypoints`])
     DIR/dataset.json               classes, traits, counts, seed, image size, mask coverage
+
+The keypoint files are what `promptcam atlas --parts DIR` reads (`data.parts.read_cub_parts`): every body part of every
+bird has a keypoint, visible except the crest, which only crested birds have.
 
 Generation is deterministic: image i of class c in a split depends only on (seed, split, c, i).
 
@@ -71,6 +77,33 @@ CLASSES: tuple[TraitClass, ...] = (
     TraitClass("plain", "none", "no trait: the reference bird every other class differs from in one place"),
 )
 TEXTURES = ("stripes", "checks", "dots")
+
+# The body parts with a keypoint, in the order of parts/parts.txt (ids 1, 2, ...), and where each keypoint sits in
+# bird coordinates (facing right, body centred at the origin, y down; the shapes `draw_bird` draws): the centre of the
+# head, eye, throat patch, wing patch and the tail's base, a point of the crest and of the body that no other shape
+# covers, and the point between the legs.
+PART_KEYPOINTS: dict[str, tuple[float, float]] = {
+    "head": (52.0, -22.0),
+    "eye": (58.0, -24.0),
+    "crest": (52.0, -42.0),
+    "throat": (40.0, 8.0),
+    "wing": (-10.0, -5.0),
+    "tail": (-55.0, 0.0),
+    "body": (10.0, 22.0),
+    "legs": (-1.0, 42.0),
+}
+PART_NAMES = tuple(PART_KEYPOINTS)
+# the trait part of each trait class (the part a head that finds the class's trait should be named after)
+TRAIT_PARTS = {
+    "striped_wing": "wing",
+    "checkered_wing": "wing",
+    "dotted_wing": "wing",
+    "crested": "crest",
+    "fork_tailed": "tail",
+    "masked": "eye",
+    "spotted_throat": "throat",
+}
+PARTS_DIR = "parts"
 
 
 def class_names() -> list[str]:
@@ -151,10 +184,34 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
         the RGB image `(image_size, image_size)` and the mask, a bool array `(image_size, image_size)` that is True on
         the class's trait.
     """
+    image, mask, _ = draw_bird_with_keypoints(class_index, rng, image_size)
+    return image, mask
+
+
+def bird_keypoints(pose: _Pose, class_index: int) -> dict[str, tuple[float, float, bool]]:
+    """The keypoint of every part of `PART_NAMES` for a bird drawn with `pose`: `(x, y, visible)` in pixels of the
+    image (the supersampled canvas scaled back; within a pixel of the drawn shape). Only crested birds have a crest:
+    every other part is visible on every bird."""
+    return _part_keypoints(pose, crested=CLASSES[class_index].name == "crested")
+
+
+def _part_keypoints(pose: _Pose, crested: bool) -> dict[str, tuple[float, float, bool]]:
+    points = np.array(list(PART_KEYPOINTS.values()))
+    image_points = np.array(pose(points)) / SUPERSAMPLE
+    return {
+        part: (float(x), float(y), part != "crest" or crested) for part, (x, y) in zip(PART_KEYPOINTS, image_points)
+    }
+
+
+def draw_bird_with_keypoints(
+    class_index: int, rng: np.random.Generator, image_size: int = 224
+) -> tuple[Image.Image, np.ndarray, dict[str, tuple[float, float, bool]]]:
+    """[`draw_bird`] and the bird's part keypoints ([`bird_keypoints`]), from the same random draw: the keypoints are
+    computed from the pose and take nothing from `rng`, so the image and mask are those `draw_bird` gives."""
     if not 0 <= class_index < len(CLASSES):
         raise ValueError(f"class_index must be in [0, {len(CLASSES)}), got {class_index}.")
     trait = CLASSES[class_index]
-    image, masks = _draw_traits(
+    image, masks, keypoints = _draw_traits(
         rng,
         image_size,
         wing_texture=TEXTURES[class_index] if trait.part == "wing patch" else None,
@@ -163,7 +220,8 @@ def draw_bird(class_index: int, rng: np.random.Generator, image_size: int = 224)
         band=trait.name == "masked",
         throat=trait.name == "spotted_throat",
     )
-    return image, np.any(list(masks.values()), axis=0) if masks else np.zeros((image_size, image_size), bool)
+    mask = np.any(list(masks.values()), axis=0) if masks else np.zeros((image_size, image_size), bool)
+    return image, mask, keypoints
 
 
 def _draw_traits(
@@ -174,9 +232,9 @@ def _draw_traits(
     fork: bool = False,
     band: bool = False,
     throat: bool = False,
-) -> tuple[Image.Image, dict[str, np.ndarray]]:
-    """One bird with the given traits (any combination) and one mask per trait drawn (`wing`, `crest`, `tail`,
-    `band`, `throat`). The random draws happen in one fixed order whatever the traits, so a one-trait bird is drawn
+) -> tuple[Image.Image, dict[str, np.ndarray], dict[str, tuple[float, float, bool]]]:
+    """One bird with the given traits (any combination), one mask per trait drawn (`wing`, `crest`, `tail`,
+    `band`, `throat`) and its part keypoints (`bird_keypoints`; they take nothing from `rng`). The random draws happen in one fixed order whatever the traits, so a one-trait bird is drawn
     exactly as the flat dataset always drew it."""
     size = image_size * SUPERSAMPLE
     canvas = _background(rng, size)
@@ -248,7 +306,7 @@ def _draw_traits(
     masks = {
         name: np.asarray(mask.resize((image_size, image_size), Image.BOX)) > 0 for name, mask in trait_masks.items()
     }
-    return image, masks
+    return image, masks, _part_keypoints(pose, crested=crest)
 
 
 # ----------------------------------------------------------------------------------------------- the dataset
@@ -284,12 +342,20 @@ def generate_dataset(
         for index in range(count)
     ]
     fractions = []
+    image_lines, location_lines = [], []
     from tqdm.auto import tqdm
 
-    for split, class_index, index in tqdm(jobs, desc="Drawing birds", disable=not progress):
+    for image_id, (split, class_index, index) in enumerate(tqdm(jobs, desc="Drawing birds", disable=not progress), 1):
         name = CLASSES[class_index].name
-        image, mask = draw_bird(class_index, _rng(seed, split, class_index, index), image_size)
+        image, mask, keypoints = draw_bird_with_keypoints(
+            class_index, _rng(seed, split, class_index, index), image_size
+        )
         image_path = out / split / name / f"{name}_{index:04d}.png"
+        image_lines.append(f"{image_id} {image_path.relative_to(out).as_posix()}\n")
+        for part_id, (x, y, visible) in enumerate(keypoints.values(), 1):
+            # CUB writes hidden parts as 0 0 with visibility 0
+            x, y = (x, y) if visible else (0.0, 0.0)
+            location_lines.append(f"{image_id} {part_id} {x:.2f} {y:.2f} {int(visible)}\n")
         for path, picture in (
             (image_path, image),
             (mask_path(out, image_path), Image.fromarray(mask.astype(np.uint8) * 255)),
@@ -298,6 +364,10 @@ def generate_dataset(
             picture.save(path)
         if mask.any():
             fractions.append(float(mask.mean()))
+    write_atomically(out / "images.txt", "".join(image_lines))
+    (out / PARTS_DIR).mkdir(exist_ok=True)
+    write_atomically(out / PARTS_DIR / "parts.txt", "".join(f"{i} {part}\n" for i, part in enumerate(PART_NAMES, 1)))
+    write_atomically(out / PARTS_DIR / "part_locs.txt", "".join(location_lines))
     info = {
         "name": "synthetic fine-grained birds",
         "classes": class_names(),
@@ -308,6 +378,12 @@ def generate_dataset(
         "image_size": image_size,
         "trait_fraction": {"min": min(fractions), "mean": float(np.mean(fractions)), "max": max(fractions)},
         "masks": f"{MASKS_DIR}/<split>/<class>/<name>.png (mode L, 255 on the trait)",
+        "parts": {
+            "files": ["images.txt", f"{PARTS_DIR}/parts.txt", f"{PARTS_DIR}/part_locs.txt"],
+            "format": "CUB-200-2011 part keypoints (x y visible, pixels of the image)",
+            "names": list(PART_NAMES),
+            "trait_parts": TRAIT_PARTS,
+        },
     }
     # written last and atomically: its presence says the dataset is complete (the demo reuses it then)
     write_json_atomically(out / DATASET_FILE, info)
@@ -367,7 +443,7 @@ def draw_taxonomy_bird(
         name, _, value = trait.partition("=")
         arguments[name] = value or True
         mask_of_level[level.name] = TRAIT_MASK[name]
-    image, masks = _draw_traits(rng, image_size, **arguments)
+    image, masks, _ = _draw_traits(rng, image_size, **arguments)
     empty = np.zeros((image_size, image_size), bool)
     return image, {level: masks.get(part, empty) for level, part in mask_of_level.items()}
 
@@ -457,12 +533,18 @@ def generate_taxonomy_dataset(
 __all__ = [
     "DATASET_FILE",
     "MAX_TRAIT_FRACTION",
+    "PARTS_DIR",
+    "PART_KEYPOINTS",
+    "PART_NAMES",
     "TAXONOMY_FILE",
     "TAXONOMY_LEVELS",
+    "TRAIT_PARTS",
     "TaxonomyLevel",
     "TraitClass",
+    "bird_keypoints",
     "class_names",
     "draw_bird",
+    "draw_bird_with_keypoints",
     "draw_taxonomy_bird",
     "generate_dataset",
     "generate_taxonomy_dataset",

@@ -1,8 +1,9 @@
 """Measuring the maps: RISE insertion / deletion, pointing game and energy, trait localisation, the saliency methods
-compared (`SALIENCY_METHODS`: Prompt-CAM, the Grad-CAM family, rollout), the linear probe, and the faithfulness run
-with its report.
+compared (`SALIENCY_METHODS`: Prompt-CAM, the Grad-CAM family, rollout, Finer-CAM), the linear probe, the faithfulness
+run with its report, and the trait atlas (`trait_atlas`, `promptcam atlas`).
 """
 
+from .atlas import ClassAtlas, HeadStatistics, TraitAtlas, trait_atlas
 from .faithfulness import PROBE_FOLDER, RESULT_FILE, run_faithfulness
 from .linear_probe import (
     LinearProbeForImageClassification,
@@ -12,7 +13,7 @@ from .linear_probe import (
     load_linear_probe,
     save_linear_probe,
 )
-from .localization import chance_level, cls_attention_maps, map_peak, peak_hits_mask
+from .localization import chance_level, cls_attention_heads, cls_attention_maps, map_peak, peak_hits_mask
 from .metric_modules import ENERGY_IN_MASK_PATH, INSERTION_DELETION_PATH, METRIC_MODULE_PATHS, POINTING_GAME_PATH
 from .metrics import (
     DEFAULT_BATCH_SIZE,
@@ -28,7 +29,7 @@ from .metrics import (
     pointing_game,
     to_image_resolution,
 )
-from .options import METHODS, SCORERS, TARGETS, FaithfulnessOptions
+from .options import METHODS, SCORERS, TARGETS, AtlasOptions, FaithfulnessOptions
 from .report import PAPER_TABLE_1, format_table
 from .saliency import (
     HEAD_FUSIONS,
@@ -38,6 +39,7 @@ from .saliency import (
     SALIENCY_METHODS,
     AttentionRollout,
     EigenCAM,
+    FinerCAM,
     GradCAM,
     LayerCAM,
     PromptCamSaliency,
@@ -48,6 +50,7 @@ from .saliency import (
     cam_target_layer,
     eager_attention,
     eigen_cam,
+    finer_cam,
     first_component_projection,
     grad_cam,
     layer_cam,
@@ -62,12 +65,18 @@ __all__ = [
     "POINTING_GAME_PATH",
     "curve_auc",
     "AttentionRollout",
+    "ClassAtlas",
+    "HeadStatistics",
+    "TraitAtlas",
+    "trait_atlas",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_BLUR_KERNEL_SIZE",
     "DEFAULT_BLUR_SIGMA",
     "DEFAULT_DELETION_VALUE",
     "DEFAULT_STEPS",
     "EigenCAM",
+    "FinerCAM",
+    "AtlasOptions",
     "FaithfulnessOptions",
     "GradCAM",
     "HEADS_CHOICES",
@@ -91,9 +100,11 @@ __all__ = [
     "backbone_features",
     "cam_target_layer",
     "chance_level",
+    "cls_attention_heads",
     "cls_attention_maps",
     "eager_attention",
     "eigen_cam",
+    "finer_cam",
     "energy_in_mask",
     "extract_features",
     "first_component_projection",

@@ -8,6 +8,7 @@ written here rather than imported from `grad-cam`: see `evaluation.saliency`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -24,11 +25,21 @@ def cam_target_layer(backbone: PreTrainedModel) -> nn.Module:
     return _vit_parts(backbone).target_layer
 
 
+def _target_logits(logits: torch.Tensor, target_classes: torch.Tensor) -> torch.Tensor:
+    """The objective Grad-CAM differentiates: each image's target logit `(B,)`."""
+    return logits.gather(1, target_classes[:, None])[:, 0]
+
+
 def _target_layer_activations(
-    model: nn.Module, pixel_values: torch.Tensor, target_classes: torch.Tensor | None, with_gradients: bool
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    target_classes: torch.Tensor | None,
+    with_gradients: bool,
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = _target_logits,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Activations `(B, D, gh, gw)` of the target layer, and (with gradients) the gradients of the target logits
-    with respect to them. `model` is a probe (`backbone` + `classifier`) or, without gradients, a bare backbone."""
+    """Activations `(B, D, gh, gw)` of the target layer, and (with gradients) the gradients of the objective (by
+    default the target logits; `objective(logits, targets)` gives one score per image) with respect to them. `model`
+    is a probe (`backbone` + `classifier`) or, without gradients, a bare backbone."""
     _check_pixel_values(pixel_values)
     backbone = getattr(model, "backbone", model)
     if not with_gradients:
@@ -54,7 +65,7 @@ def _target_layer_activations(
                 if target_classes is None:
                     target_classes = logits.argmax(dim=-1)
                 target_classes = _check_targets(target_classes, logits.shape[0], logits.shape[1])
-                score = logits.gather(1, target_classes.to(logits.device)[:, None]).sum()
+                score = objective(logits, target_classes.to(logits.device)).sum()
                 (gradients,) = torch.autograd.grad(score, captured["activations"])
     finally:
         handle.remove()
@@ -91,6 +102,10 @@ class TargetLayerCAM(SaliencyMethod):
 
     uses_gradients: ClassVar[bool] = True
 
+    def objective(self, logits: torch.Tensor, target_classes: torch.Tensor) -> torch.Tensor:
+        """The score per image `(B,)` whose gradients the CAM combines: the target logit (Finer-CAM changes it)."""
+        return _target_logits(logits, target_classes)
+
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor | None) -> torch.Tensor:
         """`(B, D, gh, gw)` activations and gradients (None without `uses_gradients`) -> `(B, gh, gw)` raw maps."""
         raise NotImplementedError(f"{type(self).__name__} does not implement combine().")
@@ -105,7 +120,11 @@ class TargetLayerCAM(SaliencyMethod):
         """`(B, H, W)` maps in [0, 1] (`upsample=False`: `(B, grid_h, grid_w)`); `probe` may be a bare backbone for
         a method without gradients."""
         activations, gradients = _target_layer_activations(
-            probe, pixel_values, target_classes if self.uses_gradients else None, with_gradients=self.uses_gradients
+            probe,
+            pixel_values,
+            target_classes if self.uses_gradients else None,
+            with_gradients=self.uses_gradients,
+            objective=self.objective,
         )
         return _finish_cam(self.combine(activations, gradients), tuple(pixel_values.shape[2:]), upsample)
 
@@ -121,6 +140,64 @@ class GradCAM(TargetLayerCAM):
     def combine(self, activations, gradients):
         weights = gradients.mean(dim=(2, 3))
         return (weights[:, :, None, None] * activations).sum(dim=1)
+
+
+def finer_comparison_classes(logits: torch.Tensor, target_classes: torch.Tensor, count: int) -> torch.Tensor:
+    """Finer-CAM's comparison classes: per image, the `count` other classes whose logits are nearest the target's
+    (`|y_k - y_t|` ascending, the target left out), `(B, count)`; `count` is capped at the number of other classes.
+    pytorch-grad-cam 1.5.x's `FinerCAM` sorts every class by that distance and compares with ranks 1..3 (rank 0 is the
+    target itself), which is this selection except when another class's logit equals the target's exactly."""
+    batch, num_classes = logits.shape
+    if num_classes < 2:
+        raise ValueError("Finer-CAM compares the target with other classes; the classifier has only one class.")
+    distance = (logits - logits.gather(1, target_classes[:, None])).abs()
+    distance = distance.scatter(1, target_classes[:, None], float("inf"))  # the target is never its own comparison
+    return distance.argsort(dim=1, stable=True)[:, : min(count, num_classes - 1)]
+
+
+def finer_objective(
+    logits: torch.Tensor, target_classes: torch.Tensor, comparisons: torch.Tensor, alpha: float = 1.0
+) -> torch.Tensor:
+    """Finer-CAM's score per image (pytorch-grad-cam's `FinerWeightedTarget`): the target logit contrasted with each
+    comparison class, weighted by the comparison classes' softmax probabilities,
+    `sum_k p_k (y_t - alpha * y_k) / (sum_k p_k + 1e-9)`; the probabilities stay in the graph, as there."""
+    probabilities = logits.softmax(dim=-1).gather(1, comparisons)
+    target = logits.gather(1, target_classes[:, None])
+    contrast = target - alpha * logits.gather(1, comparisons)
+    return (probabilities * contrast).sum(dim=1) / (probabilities.sum(dim=1) + 1e-9)
+
+
+class FinerCAM(GradCAM):
+    """Finer-CAM (Zhang et al., CVPR 2025): Grad-CAM of the target logit contrasted with the most similar classes
+    ([`finer_comparison_classes`], [`finer_objective`]), as pytorch-grad-cam 1.5.x's `FinerCAM` with its default
+    `base_method=GradCAM`, `alpha=1` and three comparison classes. The shared evidence of similar classes cancels,
+    so the map keeps what tells the target apart. Opt-in in the faithfulness comparison (`--methods ... finer-cam`)."""
+
+    name = "finer-cam"
+    opt_in = True
+
+    def __init__(self, alpha: float = 1.0, comparisons: int = 3):
+        if comparisons < 1:
+            raise ValueError(f"Finer-CAM needs at least one comparison class, got {comparisons}.")
+        self.alpha, self.comparisons = alpha, comparisons
+
+    def objective(self, logits, target_classes):
+        # the comparison classes are picked on the logits as computed, not through the gradient
+        comparisons = finer_comparison_classes(logits.detach(), target_classes, self.comparisons)
+        return finer_objective(logits, target_classes, comparisons, self.alpha)
+
+
+def finer_cam(
+    probe: nn.Module,
+    pixel_values: torch.Tensor,
+    target_classes: torch.Tensor | None = None,
+    alpha: float = 1.0,
+    comparisons: int = 3,
+    upsample: bool = True,
+) -> torch.Tensor:
+    """Finer-CAM ([`FinerCAM`]) on a ViT probe; arguments as [`grad_cam`], and `alpha` (the contrast's strength) and
+    `comparisons` (how many of the most similar classes)."""
+    return FinerCAM(alpha, comparisons).cams(probe, pixel_values, target_classes, upsample)
 
 
 class LayerCAM(TargetLayerCAM):
@@ -221,11 +298,15 @@ def first_component_projection(activations: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "EigenCAM",
+    "FinerCAM",
     "GradCAM",
     "LayerCAM",
     "TargetLayerCAM",
     "cam_target_layer",
     "eigen_cam",
+    "finer_cam",
+    "finer_comparison_classes",
+    "finer_objective",
     "first_component_projection",
     "grad_cam",
     "layer_cam",

@@ -54,10 +54,11 @@ def chance_level(mask: np.ndarray, grid: Sequence[int], tolerance: int = 1) -> f
 
 
 @torch.no_grad()
-def cls_attention_maps(
+def cls_attention_heads(
     backbone: PreTrainedModel, pixel_values: torch.Tensor, num_prefix_tokens: int = 1
 ) -> torch.Tensor:
-    """The backbone's last-layer attention of the CLS token to each patch, averaged over heads: `(B, grid_h, grid_w)`.
+    """The backbone's last-layer attention of the CLS token to each patch, per head: `(B, heads, grid_h, grid_w)`
+    (the "heads" a user of the plain backbone would look at; the trait atlas's baseline).
 
     Attention weights come from transformers' own `output_attentions=True`, which needs the eager attention
     ([`eager_attention`] switches to it and back). `num_prefix_tokens`: CLS plus register tokens.
@@ -67,7 +68,16 @@ def cls_attention_maps(
     patch = backbone.config.patch_size
     patch_h, patch_w = (patch, patch) if isinstance(patch, int) else patch
     grid = (pixel_values.shape[-2] // patch_h, pixel_values.shape[-1] // patch_w)
-    return attentions[:, :, 0, num_prefix_tokens:].mean(dim=1).reshape(-1, *grid)
+    return attentions[:, :, 0, num_prefix_tokens:].reshape(*attentions.shape[:2], *grid)
 
 
-__all__ = ["chance_level", "cls_attention_maps", "map_peak", "peak_hits_mask"]
+@torch.no_grad()
+def cls_attention_maps(
+    backbone: PreTrainedModel, pixel_values: torch.Tensor, num_prefix_tokens: int = 1
+) -> torch.Tensor:
+    """The backbone's last-layer attention of the CLS token to each patch, averaged over heads: `(B, grid_h, grid_w)`
+    (the mean of [`cls_attention_heads`])."""
+    return cls_attention_heads(backbone, pixel_values, num_prefix_tokens).mean(dim=1)
+
+
+__all__ = ["chance_level", "cls_attention_heads", "cls_attention_maps", "map_peak", "peak_hits_mask"]

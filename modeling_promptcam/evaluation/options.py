@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from ..compat import renamed_fields
 from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
 from ..ranges import check_ranges
+from .atlas import (
+    DEFAULT_BOX_SIZE,
+    DEFAULT_GALLERY,
+    DEFAULT_MIN_IMAGES,
+    DEFAULT_NOISE_CLIP,
+    DEFAULT_NOISE_STD,
+    DEFAULT_THRESHOLD,
+    REFERENCE_SIZE,
+)
 from .metrics import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_KERNEL_SIZE,
@@ -14,11 +23,12 @@ from .metrics import (
     DEFAULT_DELETION_VALUE,
     DEFAULT_STEPS,
 )
-from .saliency import SALIENCY_METHODS, parse_heads
+from .saliency import DEFAULT_METHODS, SALIENCY_METHODS, parse_heads
 
-# the methods compared, in table order: the names of the registry (a method registered later is accepted by
-# `run_faithfulness` too; this tuple is the default and the CLI's choices)
-METHODS = tuple(SALIENCY_METHODS)
+# the methods compared by default, in table order: the registry's entries that are not opt-in (Finer-CAM is); every
+# name of the registry is a choice of --methods and is accepted by `run_faithfulness`
+METHODS = DEFAULT_METHODS
+ALL_METHODS = tuple(SALIENCY_METHODS)
 
 
 TARGETS = ("true", "predicted")
@@ -46,7 +56,12 @@ class FaithfulnessOptions:
         metadata={"help": "output folder: faithfulness.json and the probe", "aliases": ["--out"]},
     )
     methods: tuple[str, ...] = field(
-        default=METHODS, metadata={"help": "methods to compare", "choices": METHODS, "metavar": "METHOD"}
+        default=METHODS,
+        metadata={
+            "help": f"methods to compare (opt-in: {', '.join(sorted(set(ALL_METHODS) - set(METHODS)))})",
+            "choices": ALL_METHODS,
+            "metavar": "METHOD",
+        },
     )
     max_images: int | None = field(
         default=None,
@@ -122,3 +137,78 @@ class FaithfulnessOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
+
+
+@dataclass
+class AtlasOptions:
+    """What `promptcam atlas` takes (the statistics: `evaluation.atlas`, docs/atlas.md).
+
+    Each field's `metadata["help"]` is its `--help` text (the CLI is generated from this class, docs/cli.md).
+    """
+
+    model: str = field(metadata={"help": "a trained Prompt-CAM folder (save_pretrained)"})
+    data: str = field(metadata={"help": "image folder: DATA/train/<class>/ and the evaluated DATA/val/<class>/"})
+    output_dir: str = field(
+        default="promptcam_atlas",
+        metadata={"help": "output folder: atlas.html, atlas.json, atlas_summary.json", "aliases": ["--out"]},
+    )
+    parts: str | None = field(
+        default=None,
+        metadata={
+            "help": "CUB-200-2011's part files: CUB_ROOT/images.txt, parts/parts.txt, parts/part_locs.txt",
+            "metavar": "CUB_ROOT",
+        },
+    )
+    keypoints: str | None = field(
+        default=None, metadata={"help": "a keypoints JSON {image: {part: [x, y]}}", "metavar": "FILE"}
+    )
+    masks: str | None = field(
+        default=None,
+        metadata={"help": "per-part masks DIR/masks/<split>/<class>/<image stem>/<part>.png", "metavar": "DIR"},
+    )
+    all_images: bool = field(
+        default=False, metadata={"help": "every image of a class, not only the correctly classified ones"}
+    )
+    max_images: int | None = field(
+        default=None, metadata={"help": "a seeded random subset of this many images (default: all)", "min": 1}
+    )
+    box_size: float = field(
+        default=DEFAULT_BOX_SIZE,
+        metadata={
+            "above": 0,
+            "max": REFERENCE_SIZE,
+            "help": "consistency box in pixels at a 224-pixel input (EvalProtoPNet: %(default)s)",
+        },
+    )
+    threshold: float = field(
+        default=DEFAULT_THRESHOLD,
+        metadata={"above": 0, "max": 1, "help": "a head is consistent at this part rate (EvalProtoPNet: %(default)s)"},
+    )
+    noise_std: float = field(
+        default=DEFAULT_NOISE_STD,
+        metadata={"min": 0, "help": "stability: Gaussian noise on the normalised image (EvalProtoPNet: %(default)s)"},
+    )
+    noise_clip: float = field(
+        default=DEFAULT_NOISE_CLIP, metadata={"above": 0, "help": "... clipped to +- this (default: %(default)s)"}
+    )
+    blur: str = field(default="paper", metadata={"help": "head blurring of the trait ranking", "choices": BLUR_MODES})
+    stop: str | int = field(
+        default="misclassified",
+        metadata={"help": "top traits: 'misclassified' (paper) or a number of heads", "parse": parse_stop_rule},
+    )
+    min_images: int = field(
+        default=DEFAULT_MIN_IMAGES,
+        metadata={"min": 1, "help": "classes with fewer evaluated images are flagged as small samples"},
+    )
+    gallery: int = field(default=DEFAULT_GALLERY, metadata={"min": 0, "help": "most-confident images per head"})
+    confused_pairs: int = field(default=5, metadata={"min": 0, "help": "most-confused class pairs shown side by side"})
+    cls_baseline: bool = field(default=True, metadata={"help": "skip the backbone's CLS-attention heads baseline"})
+    batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "images per forward pass", "min": 1})
+    seed: int = field(default=0, metadata={"min": 0, "help": "image subset and stability noise"})
+    device: str | None = field(
+        default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda when available)"}
+    )
+    progress: bool = field(default=True, metadata={"help": "no progress bar"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)

@@ -37,6 +37,8 @@ class SaliencyMethod:
 
     name: ClassVar[str]
     explains: ClassVar[str] = PROBE
+    # an opt-in method is in the registry (and `--methods`' choices) but not in the default comparison (`METHODS`)
+    opt_in: ClassVar[bool] = False
 
     def classifier(self, model: PromptCamForImageClassification, probe: nn.Module | None) -> nn.Module | None:
         """The classifier this method's maps explain: `model` or `probe`."""

@@ -1,6 +1,6 @@
 """The one HTML report writer: a single self-contained file (every figure embedded as base64 PNG), used by
-`promptcam explain` ([`write_html_report`]) and by the demo's report (`demo.report`), both through
-[`write_html_page`]."""
+`promptcam explain` ([`write_html_report`]), the demo's report (`demo.report`) and the trait atlas
+(`evaluation.atlas_report`), all through [`write_html_page`]."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .explanation import Explanation
 STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1400px}img{max-width:100%;border:1px solid #ddd}"
     "table{border-collapse:collapse}td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:left}"
-    ".bad{color:#b00}"
+    ".bad{color:#b00}img.thumb{max-width:none;margin:1px}"
 )
 
 
@@ -60,6 +60,13 @@ def _figure(title: str, png: bytes, level: int) -> str:
     if not title:
         return f"<img src='data:image/png;base64,{encoded}'>"
     return f"{_heading(title, level)}<img alt='{html.escape(title)}' src='data:image/png;base64,{encoded}'>"
+
+
+def image_tag(png: bytes, alt: str = "", title: str = "") -> str:
+    """An `<img>` with the PNG embedded (base64), for a table cell or paragraph of a [`ReportSection`]."""
+    encoded = base64.b64encode(png).decode("ascii")
+    extra = f" title='{html.escape(title)}'" if title else ""
+    return f"<img class='thumb' alt='{html.escape(alt)}'{extra} src='data:image/png;base64,{encoded}'>"
 
 
 def write_html_page(path: str | os.PathLike, title: str, sections: Sequence[ReportSection]) -> None:
@@ -130,4 +137,4 @@ def write_html_report(
     write_html_page(path, title, sections)
 
 
-__all__ = ["ReportSection", "explanation_section", "write_html_page", "write_html_report"]
+__all__ = ["ReportSection", "explanation_section", "image_tag", "write_html_page", "write_html_report"]

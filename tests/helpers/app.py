@@ -47,3 +47,33 @@ def huge_png(path, width, height):
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
     return path
+
+
+def make_atlas(path, model, examples_folder):
+    """`atlas.json` (`promptcam atlas`'s layout) of `model` on the example images of its classes, with two keypoints
+    per image, every image evaluated: what the app's Class atlas tab reads."""
+    import json
+
+    from modeling_promptcam.app import find_examples
+    from modeling_promptcam.data import read_keypoints_json
+    from modeling_promptcam.evaluation.atlas import trait_atlas
+
+    examples = [example for example in find_examples(examples_folder, model) if example.class_index is not None]
+    keypoints = {
+        f"{example.path.split('/')[-2]}/{example.path.split('/')[-1]}": {"beak": [40.0, 30.0], "tail": [120.0, 90.0]}
+        for example in examples
+    }
+    keypoints_file = path.parent / "keypoints.json"
+    keypoints_file.write_text(json.dumps(keypoints))
+    atlas = trait_atlas(
+        model,
+        [example.path for example in examples],
+        [example.class_index for example in examples],
+        read_keypoints_json(keypoints_file),
+        all_images=True,
+        min_images=1,
+        gallery=1,
+        progress=False,
+    )
+    atlas.save(path)
+    return atlas
