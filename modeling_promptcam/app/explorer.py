@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..data.images import IMAGE_EXTENSIONS, to_rgb
 from ..explain.explanation import Explanation, explain_image, resolve_class
@@ -91,9 +91,9 @@ def figures_module():
 
 
 def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """An uploaded file as an 8-bit RGB image, read as the image-classification pipeline reads a file (EXIF orientation
-    applied, alpha dropped) except that 16-bit and float grey are rescaled by their range (`data.to_rgb`, as in
-    training) instead of clipped.
+    """An uploaded file as an 8-bit RGB image, by the package's one decoding rule (`data.images.to_rgb`, as in
+    training and the `prompt-cam` pipeline: EXIF orientation applied, 16-bit and float grey rescaled by their range,
+    alpha dropped).
 
     Raises [`InputError`] for a missing or unreadable file and for images over `max_pixels` (checked from the
     header, before the pixels are decoded)."""
@@ -106,8 +106,11 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             width, height = opened.size
             if width * height > max_pixels:
                 raise InputError(_too_large(name, f"{width} x {height} pixels", max_pixels))
-            image = ImageOps.exif_transpose(opened)
-            image.load()
+            opened.load()  # every pixel: a truncated upload fails here, as an unreadable file
+            try:
+                return to_rgb(opened)
+            except ValueError as error:  # NaN / inf pixels or a mode with no RGB conversion: the rule says which
+                raise InputError(f"{name}: {error}") from None
     except InputError:
         raise
     except FileNotFoundError:
@@ -120,7 +123,6 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             f"{name} is not an image this app can read ({type(error).__name__}); upload a JPEG, PNG, WebP, BMP, GIF "
             "or TIFF file."
         ) from None
-    return to_rgb(image)
 
 
 def _too_large(name: str, size: str, max_pixels: int) -> str:
@@ -266,7 +268,13 @@ class TraitExplorer:
         self._check_settings(blur, alpha)
         true_index = self.class_index(true_class, "true class")
         compare_index = self.class_index(compare_class, "class to compare")
-        picture = to_rgb(image) if isinstance(image, Image.Image) else open_image(image, self.max_pixels)
+        if isinstance(image, Image.Image):
+            try:
+                picture = to_rgb(image)
+            except ValueError as error:  # NaN / inf pixels or a mode with no RGB conversion
+                raise InputError(f"The image cannot be shown to the model: {error}") from None
+        else:
+            picture = open_image(image, self.max_pixels)
         if picture.width * picture.height > self.max_pixels:
             raise InputError(_too_large("The image", f"{picture.width} x {picture.height} pixels", self.max_pixels))
         explanation = self._explain(

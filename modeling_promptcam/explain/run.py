@@ -90,8 +90,12 @@ def explain_images(options: ExplainOptions) -> ExplainResult:
             image = open_rgb(path)
         except FileNotFoundError:
             reason = "no such file"
+        except IsADirectoryError:
+            reason = "a folder, not an image file"
         except (UnidentifiedImageError, OSError) as error:
             reason = f"not a readable image ({error})"
+        except ValueError as error:  # the decoding rule refuses NaN / inf pixels and modes with no RGB conversion
+            reason = f"cannot be shown to the model ({error})"
         else:
             # imagefolder layout: a parent folder named like a class gives the true class
             true_class = resolve_class(model, os.path.basename(os.path.dirname(os.path.abspath(path))))
