@@ -89,6 +89,13 @@ def _rescaled_to_8_bits(image):
     return Image.frombytes("L", (width, height), scaled.to(torch.uint8).contiguous().numpy().tobytes())
 
 
+def _is_image_source(item) -> bool:
+    """Whether `item` is of a type [`read_image`] (or, for arrays and tensors, the image processor) takes."""
+    from PIL import Image
+
+    return isinstance(item, (Image.Image, str, os.PathLike, torch.Tensor)) or type(item).__module__ == "numpy"
+
+
 def read_image(image, timeout: float | None = None):
     """An image source as [`decode_image`] decodes it: a PIL image, a path (`str` or `os.PathLike`), an http(s) URL
     (fetched with `timeout` seconds) or a base64-encoded image (optionally a `data:image/...;base64,` URL), the
@@ -189,11 +196,29 @@ class PromptCamImageClassificationPipeline(ImageClassificationPipeline):
             if not isinstance(rank_traits, bool):  # bool("False") is True: a string would silently rank
                 raise ValueError(f"rank_traits must be True or False, got {rank_traits!r}.")
             forward_params["rank_traits"] = rank_traits
+        # the ranking's settings are checked by the model's own readers, here, before any image is read (the model
+        # file imports this one, so its names are taken at call time)
+        from .modeling_promptcam import BLUR_MODES, parse_stop_rule
+
         if blur is not None:
+            if blur not in BLUR_MODES:
+                raise ValueError(f"blur must be one of {', '.join(BLUR_MODES)}, got {blur!r}.")
             forward_params["blur"] = blur
         if stop is not None:
-            forward_params["stop"] = stop
+            forward_params["stop"] = parse_stop_rule(stop, self.model.config.backbone_config.num_attention_heads)
         return preprocess_params, forward_params, postprocess_params
+
+    def __call__(self, inputs=None, **kwargs):
+        # a list is read image by image: check every item's type first, so item 900 cannot fail after 899 ran
+        items = kwargs.get("images", inputs)
+        if isinstance(items, (list, tuple)):
+            for index, item in enumerate(items):
+                if not _is_image_source(item):
+                    raise TypeError(
+                        f"item {index} of the images is of type {type(item).__name__}; each must be a PIL image, a file "
+                        "path, an http(s) URL, a base64 string, an array or a tensor."
+                    )
+        return super().__call__(inputs, **kwargs)
 
     def preprocess(self, image, timeout=None):
         if isinstance(image, torch.Tensor) or type(image).__module__ == "numpy":
@@ -208,7 +233,14 @@ class PromptCamImageClassificationPipeline(ImageClassificationPipeline):
             image = read_image(image, timeout=timeout)
         return self.image_processor(images=image, return_tensors="pt").to(self.dtype)
 
-    def _forward(self, model_inputs, top_k=5, rank_traits=False, blur="paper", stop="misclassified"):
+    def _forward(self, model_inputs, top_k=5, rank_traits=False, blur=None, stop=None):
+        if not rank_traits and (blur is not None or stop is not None):
+            given = ", ".join(
+                f"{name}={value!r}" for name, value in (("blur", blur), ("stop", stop)) if value is not None
+            )
+            raise ValueError(f"{given} set(s) the trait ranking, which runs only with rank_traits=True; pass it too.")
+        blur = "paper" if blur is None else blur
+        stop = "misclassified" if stop is None else stop
         top_k = min(top_k, self.model.config.num_labels)
         outputs = self.model(**model_inputs, trait_map_top_k=top_k)
         result = {
