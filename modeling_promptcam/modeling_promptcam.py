@@ -1471,7 +1471,9 @@ def promptcam_image_processor(config: PromptCamConfig, image_size: int | tuple[i
 
     Any PIL mode is converted to RGB, the image is resized to `image_size` (default: the backbone's image size)
     without cropping (bilinear, as torchvision's `Resize` on PIL images), rescaled to [0, 1] and normalised with
-    mean = std = 0.5.
+    mean = std = 0.5. The conversion is PIL's `convert("RGB")`, which clips 16-bit and float grey images; every path
+    of the package (and the `prompt-cam` pipeline) hands the processor an image already decoded by
+    `pipeline_promptcam.decode_image` (EXIF applied, wide grey rescaled by its range), so the conversion is a no-op.
     """
     # the torchvision backend when torchvision is installed, the PIL one otherwise (same resize: PIL's bilinear)
     if is_torchvision_available():

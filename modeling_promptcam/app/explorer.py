@@ -218,7 +218,9 @@ class TraitExplorer:
         max_pixels: int = MAX_PIXELS,
     ):
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-            raise ValueError(f"max_pixels must be a whole number >= 1 (the largest image accepted), got {max_pixels!r}.")
+            raise ValueError(
+                f"max_pixels must be a whole number >= 1 (the largest image accepted), got {max_pixels!r}."
+            )
         self.model = model.eval()
         self.image_processor = image_processor or promptcam_image_processor(model.config)
         self.examples = list(examples or [])
