@@ -784,7 +784,7 @@ def _check_forward_options(
 
 def _check_blur(blur: str) -> None:
     if blur not in BLUR_MODES:
-        raise ValueError(f"blur must be one of {BLUR_MODES}, got {blur!r}.")
+        raise ValueError(f"blur must be one of {', '.join(BLUR_MODES)}, got {blur!r}.")
 
 
 def _check_target_classes(target_classes: torch.Tensor, batch_size: int, num_labels: int) -> None:
@@ -1286,6 +1286,13 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         )
 
     # ----------------------------------------------------------------------------------------------- trait ranking
+    def ranking_settings(self, blur: str = "paper", stop: str | int = "misclassified") -> tuple[str, str | int]:
+        """`(blur, stop)` as [`rank_traits`] reads them (the stop rule through `parse_stop_rule`), checked without
+        running the model: a caller (the `prompt-cam` pipeline) refuses bad settings before it reads any image.
+        Raises `ValueError` naming the allowed values."""
+        _check_blur(blur)
+        return blur, parse_stop_rule(stop, self.config.backbone_config.num_attention_heads)
+
     @torch.no_grad()
     @_document_choices
     def rank_traits(
@@ -1322,8 +1329,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         Returns:
             one [`TraitRanking`] per image, or per image a list of K of them when `target_classes` is `(B, K)`.
         """
-        _check_blur(blur)
-        stop = parse_stop_rule(stop, self.config.backbone_config.num_attention_heads)
+        blur, stop = self.ranking_settings(blur, stop)
         self._check_inputs(pixel_values, None, None, interpolate_pos_encoding)
         batch = pixel_values.shape[0]
         if target_classes is not None:

@@ -112,7 +112,7 @@ def read_image(image, timeout: float | None = None):
         raise TypeError(
             f"an image must be a PIL image, a file path, an http(s) URL or a base64 string, got {type(image).__name__}."
         )
-    source = os.fspath(image)
+    source = os.fsdecode(image)
     name = source if len(source) <= 200 else source[:60] + "..."
     if source.startswith(("http://", "https://")):
         with urllib.request.urlopen(source, timeout=timeout) as response:
@@ -133,19 +133,24 @@ def read_image(image, timeout: float | None = None):
     if stream is None:
         raise missing
     try:
-        with Image.open(stream) as opened:
-            opened.load()  # decode every pixel here, so a truncated file fails now, naming itself
-            return decode_image(opened)
+        opened = Image.open(stream)
     except UnidentifiedImageError:
         if isinstance(stream, io.BytesIO) and not source.startswith(("data:image/", "http://", "https://")):
             raise missing from None  # a mistyped path that happens to be valid base64 ("cats") is still a path
         raise UnidentifiedImageError(
             f"{name} is not an image PIL can identify; pass a JPEG, PNG, WebP, BMP, GIF or TIFF file."
         ) from None
-    except ValueError as error:
-        raise ValueError(f"{name}: {error}") from None
-    except OSError as error:
+    except (OSError, ValueError, SyntaxError) as error:  # a header PIL recognises but cannot read
         raise OSError(f"{name} is not a readable image ({error}); fix or replace the file.") from None
+    with opened:
+        try:
+            opened.load()  # decode every pixel here, so a truncated or damaged file fails now, naming itself
+        except (OSError, ValueError, SyntaxError) as error:  # what PIL's decoders raise for broken data
+            raise OSError(f"{name} is not a readable image ({error}); fix or replace the file.") from None
+        try:
+            return decode_image(opened)
+        except ValueError as error:  # NaN / inf pixels, or a mode with no RGB conversion: the rule says which
+            raise ValueError(f"{name}: {error}") from None
 
 
 class PromptCamImageClassificationPipeline(ImageClassificationPipeline):
@@ -196,16 +201,11 @@ class PromptCamImageClassificationPipeline(ImageClassificationPipeline):
             if not isinstance(rank_traits, bool):  # bool("False") is True: a string would silently rank
                 raise ValueError(f"rank_traits must be True or False, got {rank_traits!r}.")
             forward_params["rank_traits"] = rank_traits
-        # the ranking's settings are checked by the model's own readers, here, before any image is read (the model
-        # file imports this one, so its names are taken at call time)
-        from .modeling_promptcam import BLUR_MODES, parse_stop_rule
-
+        # the ranking's settings are checked by the model's own readers, here, before any image is read
         if blur is not None:
-            if blur not in BLUR_MODES:
-                raise ValueError(f"blur must be one of {', '.join(BLUR_MODES)}, got {blur!r}.")
-            forward_params["blur"] = blur
+            forward_params["blur"] = self.model.ranking_settings(blur=blur)[0]
         if stop is not None:
-            forward_params["stop"] = parse_stop_rule(stop, self.model.config.backbone_config.num_attention_heads)
+            forward_params["stop"] = self.model.ranking_settings(stop=stop)[1]
         return preprocess_params, forward_params, postprocess_params
 
     def __call__(self, inputs=None, **kwargs):
