@@ -97,9 +97,10 @@ def _is_image_source(item) -> bool:
 
 
 def read_image(image, timeout: float | None = None):
-    """An image source as [`decode_image`] decodes it: a PIL image, a path (`str` or `os.PathLike`), an http(s) URL
-    (fetched with `timeout` seconds) or a base64-encoded image (optionally a `data:image/...;base64,` URL), the
-    sources transformers' `load_image` takes.
+    """An image source as [`decode_image`] decodes it: a PIL image, a path (`str` or `os.PathLike`), an open binary
+    file (such as the bytes of a `datasets` image in a `BytesIO`), an http(s) URL (fetched with `timeout` seconds) or
+    a base64-encoded image (optionally a `data:image/...;base64,` URL): the sources transformers' `load_image` takes,
+    and open files.
 
     Raises `FileNotFoundError` for a path that does not exist, `IsADirectoryError` for a folder, `TypeError` for
     another type, `PIL.UnidentifiedImageError` / `OSError` (naming the source) for a file that is not a readable
@@ -108,6 +109,8 @@ def read_image(image, timeout: float | None = None):
 
     if isinstance(image, Image.Image):
         return decode_image(image)
+    if hasattr(image, "read") and not isinstance(image, (str, os.PathLike)):
+        return _opened_and_decoded(image, str(getattr(image, "name", "the image data")))
     if not isinstance(image, (str, os.PathLike)):
         raise TypeError(
             f"an image must be a PIL image, a file path, an http(s) URL or a base64 string, got {type(image).__name__}."
@@ -133,15 +136,30 @@ def read_image(image, timeout: float | None = None):
     if stream is None:
         raise missing
     try:
-        opened = Image.open(stream)
+        return _opened_and_decoded(stream, name)
     except UnidentifiedImageError:
         if isinstance(stream, io.BytesIO) and not source.startswith(("data:image/", "http://", "https://")):
             raise missing from None  # a mistyped path that happens to be valid base64 ("cats") is still a path
+        raise
+
+
+def _opened_and_decoded(stream, name: str):
+    """[`decode_image`] of the open binary file `stream` (`name` in the messages)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        opened = Image.open(stream)
+    except UnidentifiedImageError:
         raise UnidentifiedImageError(
             f"{name} is not an image PIL can identify; pass a JPEG, PNG, WebP, BMP, GIF or TIFF file."
         ) from None
     except (OSError, ValueError, SyntaxError) as error:  # a header PIL recognises but cannot read
         raise OSError(f"{name} is not a readable image ({error}); fix or replace the file.") from None
+    return _decoded(opened, name)
+
+
+def _decoded(opened, name: str):
+    """[`decode_image`] of the PIL image `opened`, decoded in full first and closed after."""
     with opened:
         try:
             opened.load()  # decode every pixel here, so a truncated or damaged file fails now, naming itself

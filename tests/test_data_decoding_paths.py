@@ -5,6 +5,8 @@ itself (EXIF transpose, 16-bit / float rescaling, NaN refusal, alpha dropped) ag
 
 from __future__ import annotations
 
+import io
+
 import datasets
 import numpy as np
 import pytest
@@ -150,6 +152,9 @@ def test_the_rule_is_idempotent_and_one_function(folder):
         np.testing.assert_array_equal(np.asarray(to_rgb(once)), np.asarray(once))
         with Image.open(_path(folder, kind)) as opened:
             np.testing.assert_array_equal(np.asarray(read_image(opened)), np.asarray(once))
+        # an open binary file (a datasets image's bytes) decodes as its path does
+        data = io.BytesIO(open(_path(folder, kind), "rb").read())
+        np.testing.assert_array_equal(np.asarray(open_rgb(data)), np.asarray(once))
 
 
 def test_every_path_shows_the_model_the_same_pixels(folder, processor, model, shown, tmp_path):

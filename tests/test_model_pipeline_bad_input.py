@@ -4,6 +4,8 @@ problem and the fix, before the model runs; the pipeline keeps working afterward
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,7 @@ IMAGE_CASES = [
     ("a text file", "text.jpg", {}, UnidentifiedImageError, ["text.jpg", "not an image PIL can identify", "JPEG"]),
     ("an empty file", "empty.png", {}, UnidentifiedImageError, ["empty.png", "not an image PIL can identify"]),
     ("a truncated JPEG", "cut.jpg", {}, OSError, ["cut.jpg", "not a readable image", "fix or replace"]),
+    ("an open file of text", "open text file", {}, UnidentifiedImageError, ["not an image PIL can identify"]),
     ("a float TIFF with NaN", "nan.tif", {}, ValueError, ["nan.tif", "1 NaN or infinite pixel", "nan_to_num"]),
     ("a NaN array", NAN_ARRAY, {}, ValueError, ["array holds NaN or infinite", "nan_to_num"]),
     ("an inf tensor", INF_TENSOR, {}, ValueError, ["array holds NaN or infinite", "pass the image file"]),
@@ -87,6 +90,8 @@ SETTING_CASES = [
 
 
 def _resolve(files, value):
+    if value == "open text file":
+        return io.BytesIO(b"plain text, not an image")
     if isinstance(value, str) and value != "cats":  # file names live in the fixture's folder; "cats" stays bare
         return str(files / value)
     if isinstance(value, list):

@@ -8,6 +8,7 @@ saved model folder's `prompt-cam` pipeline decodes exactly as training did, with
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -23,8 +24,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return decode_image(image)
 
 
-def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """An image file as [`to_rgb`] decodes it, read whole (the file is closed when this returns). Raises
+def open_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
+    """An image file (a path, or an open binary file such as the bytes of a `datasets` image in a `BytesIO`) as
+    [`to_rgb`] decodes it, read whole (a file opened here is closed when this returns). Raises
     `FileNotFoundError`, `IsADirectoryError`, `PIL.UnidentifiedImageError` / `OSError` (unreadable) or `ValueError`
     (NaN / inf, unconvertible mode), each naming the file ([`read_image`])."""
     return read_image(path)
