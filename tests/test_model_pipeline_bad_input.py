@@ -90,7 +90,7 @@ SETTING_CASES = [
 
 
 def _resolve(files, value):
-    if value == "open text file":
+    if isinstance(value, str) and value == "open text file":
         return io.BytesIO(b"plain text, not an image")
     if isinstance(value, str) and value != "cats":  # file names live in the fixture's folder; "cats" stays bare
         return str(files / value)
