@@ -93,7 +93,9 @@ def _is_image_source(item) -> bool:
     """Whether `item` is of a type [`read_image`] (or, for arrays and tensors, the image processor) takes."""
     from PIL import Image
 
-    return isinstance(item, (Image.Image, str, os.PathLike, torch.Tensor)) or type(item).__module__ == "numpy"
+    if isinstance(item, (Image.Image, str, os.PathLike, torch.Tensor)) or type(item).__module__ == "numpy":
+        return True
+    return hasattr(item, "read")  # an open binary file
 
 
 def read_image(image, timeout: float | None = None):

@@ -140,6 +140,13 @@ def test_the_pipeline_still_works_after_each_refusal_and_caps_top_k(explainer, f
     assert all(np.isfinite(result["trait_maps"]).all() for result in results)
 
 
+def test_open_files_are_image_sources_alone_and_in_lists(explainer, files):
+    data = (files / "fine.png").read_bytes()
+    single = explainer(io.BytesIO(data), top_k=2)
+    listed = explainer([io.BytesIO(data), str(files / "fine.png")], top_k=2)
+    assert [r["label"] for r in single] == [r["label"] for r in listed[0]] == [r["label"] for r in listed[1]]
+
+
 def test_a_finite_array_still_goes_to_the_processor_unchanged(explainer):
     array = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     from_array = explainer(array, top_k=3)
