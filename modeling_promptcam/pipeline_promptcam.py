@@ -115,7 +115,7 @@ def read_image(image, timeout: float | None = None):
         return _opened_and_decoded(image, str(getattr(image, "name", "the image data")))
     if not isinstance(image, (str, os.PathLike)):
         raise TypeError(
-            f"an image must be a PIL image, a file path, an http(s) URL or a base64 string, got {type(image).__name__}."
+            f"an image must be a PIL image, a file path, an open binary file, an http(s) URL or a base64 string, got {type(image).__name__}."
         )
     source = os.fsdecode(image)
     name = source if len(source) <= 200 else source[:60] + "..."

@@ -57,7 +57,7 @@ INF_TENSOR = torch.zeros(3, 30, 40).index_fill_(1, torch.tensor([4]), float("inf
 # (case id, input (a file name of the fixture's folder is resolved there), call arguments, exception, message parts)
 IMAGE_CASES = [
     ("an int", 42, {}, TypeError, ["got int", "PIL image, a file path"]),
-    ("a dict", {"image": "x"}, {}, TypeError, ["got dict", "PIL image, a file path"]),
+    ("a dict", {"image": "x"}, {}, TypeError, ["got dict", "PIL image, a file path, an open binary file"]),
     ("bytes", b"\x89PNG", {}, TypeError, ["got bytes", "base64 string"]),
     ("a list with an int", ["fine.png", 7], {}, TypeError, ["item 1 of the images is of type int", "PIL image"]),
     ("a missing file", "nope.jpg", {}, FileNotFoundError, ["nope.jpg", "no such image file", "check the path"]),
