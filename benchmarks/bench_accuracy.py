@@ -45,10 +45,10 @@ CONVERGED_PROBE_EPOCHS = 200
 
 
 def _batches(paths: list[Path], processor, batch_size: int):
-    from PIL import Image
+    from modeling_promptcam.data import open_rgb  # the package's decoding rule, as training reads the images
 
     for start in range(0, len(paths), batch_size):
-        images = [Image.open(p).convert("RGB") for p in paths[start : start + batch_size]]
+        images = [open_rgb(p) for p in paths[start : start + batch_size]]
         yield processor(images, return_tensors="pt").pixel_values
 
 

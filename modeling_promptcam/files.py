@@ -87,6 +87,18 @@ def check_output_folder(path: str | os.PathLike, overwrite: bool = False) -> Non
         raise FileExistsError(f"{path} is a file, not a folder; choose a folder path for the output (new or empty).")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         raise FileExistsError(f"{path} exists and is not empty; choose a new folder or pass --overwrite.")
+    # where the folder will be created: the nearest existing folder above it must be a folder one can write in, or
+    # the work would be done and then lost at the first write (nothing is created here)
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"{path} is below {existing}, which is a file; choose an output folder elsewhere.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"{path} cannot be written: {existing} is not writable; choose another output folder or fix its "
+            "permissions."
+        )
 
 
 def write_json_atomically(path: str | os.PathLike, data, indent: int = 2) -> None:

@@ -788,7 +788,7 @@ def _check_forward_options(
 
 def _check_blur(blur: str) -> None:
     if blur not in BLUR_MODES:
-        raise ValueError(f"blur must be one of {BLUR_MODES}, got {blur!r}.")
+        raise ValueError(f"blur must be one of {', '.join(BLUR_MODES)}, got {blur!r}.")
 
 
 def _check_target_classes(target_classes: torch.Tensor, batch_size: int, num_labels: int) -> None:
@@ -1290,6 +1290,13 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         )
 
     # ----------------------------------------------------------------------------------------------- trait ranking
+    def ranking_settings(self, blur: str = "paper", stop: str | int = "misclassified") -> tuple[str, str | int]:
+        """`(blur, stop)` as [`rank_traits`] reads them (the stop rule through `parse_stop_rule`), checked without
+        running the model: a caller (the `prompt-cam` pipeline) refuses bad settings before it reads any image.
+        Raises `ValueError` naming the allowed values."""
+        _check_blur(blur)
+        return blur, parse_stop_rule(stop, self.config.backbone_config.num_attention_heads)
+
     @torch.no_grad()
     @_document_choices
     def rank_traits(
@@ -1326,8 +1333,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         Returns:
             one [`TraitRanking`] per image, or per image a list of K of them when `target_classes` is `(B, K)`.
         """
-        _check_blur(blur)
-        stop = parse_stop_rule(stop, self.config.backbone_config.num_attention_heads)
+        blur, stop = self.ranking_settings(blur, stop)
         self._check_inputs(pixel_values, None, None, interpolate_pos_encoding)
         batch = pixel_values.shape[0]
         if target_classes is not None:
@@ -1475,7 +1481,9 @@ def promptcam_image_processor(config: PromptCamConfig, image_size: int | tuple[i
 
     Any PIL mode is converted to RGB, the image is resized to `image_size` (default: the backbone's image size)
     without cropping (bilinear, as torchvision's `Resize` on PIL images), rescaled to [0, 1] and normalised with
-    mean = std = 0.5.
+    mean = std = 0.5. The conversion is PIL's `convert("RGB")`, which clips 16-bit and float grey images; every path
+    of the package (and the `prompt-cam` pipeline) hands the processor an image already decoded by
+    `pipeline_promptcam.decode_image` (EXIF applied, wide grey rescaled by its range), so the conversion is a no-op.
     """
     # the torchvision backend when torchvision is installed, the PIL one otherwise (same resize: PIL's bilinear)
     if is_torchvision_available():

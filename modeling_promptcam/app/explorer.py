@@ -27,11 +27,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..data.images import IMAGE_EXTENSIONS, to_rgb
 from ..explain.explanation import Explanation, explain_image, resolve_class
 from ..extras import require
+from ..files import check_model_folder
 from ..modeling_promptcam import (
     BLUR_MODE_TABLE,
     BLUR_MODES,
@@ -67,6 +68,19 @@ ATLAS_COLUMNS = (
 
 class InputError(ValueError):
     """Input the app cannot use (not an image, too large, an unknown class, ...): the message is shown to the user."""
+
+
+def _whole_number(value, what: str, low: int, high: int | None = None) -> int:
+    """`value` as an int in `[low, high]` (a float with no fraction counts, as a slider gives it), else
+    [`InputError`] naming `what` and the range."""
+    allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not number.is_integer() or number < low or (high is not None and number > high):
+        raise InputError(f"The {what} must be a whole number {allowed}, got {value!r}.")
+    return int(number)
 
 
 @dataclass
@@ -133,13 +147,17 @@ def figures_module():
 
 
 def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """An uploaded file as an 8-bit RGB image, read as the image-classification pipeline reads a file (EXIF orientation
-    applied, alpha dropped) except that 16-bit and float grey are rescaled by their range (`data.to_rgb`, as in
-    training) instead of clipped.
+    """An uploaded file as an 8-bit RGB image, by the package's one decoding rule (`data.images.to_rgb`, as in
+    training and the `prompt-cam` pipeline: EXIF orientation applied, 16-bit and float grey rescaled by their range,
+    alpha dropped).
 
     Raises [`InputError`] for a missing or unreadable file and for images over `max_pixels` (checked from the
     header, before the pixels are decoded)."""
-    name = os.path.basename(os.fspath(path))
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise InputError(f"Upload an image file (got {type(path).__name__}).")
+    name = os.path.basename(os.fsdecode(path))
+    if os.path.isdir(path):
+        raise InputError(f"{name} is a folder, not an image file; upload a JPEG, PNG, WebP, BMP, GIF or TIFF file.")
     try:
         with warnings.catch_warnings():  # PIL's decompression-bomb warning: the size is checked right here instead
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -148,8 +166,11 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             width, height = opened.size
             if width * height > max_pixels:
                 raise InputError(_too_large(name, f"{width} x {height} pixels", max_pixels))
-            image = ImageOps.exif_transpose(opened)
-            image.load()
+            opened.load()  # every pixel: a truncated upload fails here, as an unreadable file
+            try:
+                return to_rgb(opened)
+            except ValueError as error:  # NaN / inf pixels or a mode with no RGB conversion: the rule says which
+                raise InputError(f"{name}: {error}") from None
     except InputError:
         raise
     except FileNotFoundError:
@@ -162,7 +183,6 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             f"{name} is not an image this app can read ({type(error).__name__}); upload a JPEG, PNG, WebP, BMP, GIF "
             "or TIFF file."
         ) from None
-    return to_rgb(image)
 
 
 def _too_large(name: str, size: str, max_pixels: int) -> str:
@@ -196,6 +216,13 @@ def load_model(model_id: str) -> tuple[PromptCamForImageClassification, object]:
     else Prompt-CAM's evaluation preprocessing)."""
     from transformers import AutoImageProcessor
 
+    if os.path.isdir(model_id):
+        check_model_folder(model_id)  # names a damaged file or a folder of another kind of model
+    elif os.path.exists(model_id) or os.path.isabs(model_id) or model_id.startswith((".", "~")):
+        raise FileNotFoundError(
+            f"{model_id} is not a model folder; give a folder saved by save_pretrained / promptcam train / promptcam "
+            "convert, or a Hub model id."
+        )
     model = PromptCamForImageClassification.from_pretrained(model_id).eval()
     try:
         processor = AutoImageProcessor.from_pretrained(model_id)
@@ -233,6 +260,10 @@ class TraitExplorer:
         max_pixels: int = MAX_PIXELS,
         atlas: dict | None = None,
     ):
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ValueError(
+                f"max_pixels must be a whole number >= 1 (the largest image accepted), got {max_pixels!r}."
+            )
         self.model = model.eval()
         self.image_processor = image_processor or promptcam_image_processor(model.config)
         self.examples = list(examples or [])
@@ -283,9 +314,7 @@ class TraitExplorer:
             raise InputError(f"Unknown stop rule {rule!r}: use {known}.")
         if rule != STOP_NUMBER:
             return parse_stop_rule(rule, self.num_heads)
-        if count is None or int(count) != count or not 1 <= int(count) <= self.num_heads:
-            raise InputError(f"The number of traits must be a whole number from 1 to {self.num_heads}, got {count}.")
-        return parse_stop_rule(int(count), self.num_heads)
+        return parse_stop_rule(_whole_number(count, "number of traits", 1, self.num_heads), self.num_heads)
 
     def warm_up(self) -> None:
         """One explanation of a blank image, so that the first user's request does not also pay for the one-time
@@ -297,8 +326,18 @@ class TraitExplorer:
     def _check_settings(self, blur: str, alpha: float) -> None:
         if blur not in BLUR_MODES:
             raise InputError(f"Unknown blur mode {blur!r}: use one of {', '.join(BLUR_MODES)}.")
-        if alpha is None or not 0.0 <= float(alpha) <= 1.0:
+        try:
+            opacity = float(alpha)
+        except (TypeError, ValueError):
+            opacity = float("nan")
+        if isinstance(alpha, bool) or not 0.0 <= opacity <= 1.0:  # NaN fails the comparison too
             raise InputError(f"The map opacity must be between 0 and 1, got {alpha}.")
+
+    def _check_stop(self, stop: str | int) -> str | int:
+        try:
+            return parse_stop_rule(stop, self.num_heads)
+        except ValueError as error:
+            raise InputError(f"The {error}") from None
 
     def _explain(self, image: Image.Image, **options) -> Explanation:
         with self._lock:
@@ -318,14 +357,23 @@ class TraitExplorer:
     ) -> ExplorerView:
         """Classify one image (a file path or a PIL image of any mode) and draw its trait views."""
         self._check_settings(blur, alpha)
+        stop = self._check_stop(stop)
+        # more predictions than classes list every class (as the pipelines do); fewer than one is a mistake
+        top_k = min(_whole_number(top_k, "number of predictions", 1), self.model.config.num_labels)
         true_index = self.class_index(true_class, "true class")
         compare_index = self.class_index(compare_class, "class to compare")
-        picture = to_rgb(image) if isinstance(image, Image.Image) else open_image(image, self.max_pixels)
+        if isinstance(image, Image.Image):
+            try:
+                picture = to_rgb(image)
+            except ValueError as error:  # NaN / inf pixels or a mode with no RGB conversion
+                raise InputError(f"The image cannot be shown to the model: {error}") from None
+        else:
+            picture = open_image(image, self.max_pixels)
         if picture.width * picture.height > self.max_pixels:
             raise InputError(_too_large("The image", f"{picture.width} x {picture.height} pixels", self.max_pixels))
         explanation = self._explain(
             picture,
-            top_k=max(1, int(top_k)),
+            top_k=top_k,
             classes=[compare_index] if compare_index is not None else None,
             true_class=true_index,
             blur=blur,
@@ -371,6 +419,8 @@ class TraitExplorer:
         """One class's top traits (a figure each) over up to `count` example images of that class, with captions
         saying what the model predicts for each image."""
         self._check_settings(blur, alpha)
+        stop = self._check_stop(stop)
+        count = _whole_number(count, "number of gallery images", 1)
         if not class_name:
             raise InputError("Pick a class first.")
         examples = self.examples_of(class_name)
@@ -379,7 +429,7 @@ class TraitExplorer:
                 f"There are no example images of {class_name} (examples come from --examples DIR/<class>/)."
             )
         viz, figures = figures_module(), []
-        for example in examples[: max(1, int(count))]:
+        for example in examples[:count]:
             explanation = self._explain(
                 open_image(example.path, self.max_pixels),
                 top_k=1,

@@ -9,6 +9,7 @@ Everything but the head count can be read off the shapes; the head count is an a
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 
@@ -55,11 +56,22 @@ class NotAnOfficialCheckpointError(ValueError):
 
 def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read an official `model.pt` safely (`weights_only=True`); accepts the trainer's dict or a bare state dict."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!s} is a folder; give the checkpoint file itself (the official model.pt).")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No checkpoint file at {path!s}.")
+        raise FileNotFoundError(f"No checkpoint file at {path!s}; check the path of the official model.pt.")
+    if os.path.getsize(path) == 0:
+        raise NotAnOfficialCheckpointError(f"{path!s} is empty (0 bytes); download or copy the model.pt again.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt / non-tensor pickles
+    except pickle.UnpicklingError as error:  # torch's weights-only reader names only an opcode: say what it means
+        raise NotAnOfficialCheckpointError(
+            f"Could not read {path!s} as a PyTorch checkpoint with weights_only=True: it is damaged, not one, or "
+            "holds Python objects other than tensors (refused: nothing in the file was run). Expected the official "
+            "trainer's model.pt ({'model_state_dict': state_dict}); copy it again, or if you trust the file, load it "
+            "yourself and torch.save its state dict of tensors."
+        ) from error
+    except Exception as error:  # torch raises several types for corrupt / truncated files
         raise NotAnOfficialCheckpointError(
             f"Could not read {path!s} as a PyTorch checkpoint with weights_only=True ({type(error).__name__}: "
             f"{error}). Expected the official trainer's model.pt ({{'model_state_dict': state_dict}})."
@@ -83,6 +95,11 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     - A folder (e.g. the prepared dataset's `train/`): its sub-folders in sorted order, the order in which the
       official data loaders number the classes; `NNN.` prefixes are stripped the same way.
     """
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"--labels {path!s}: no such file or folder; give a text file with one class name per line, or the "
+            "dataset's train/ folder."
+        )
     if os.path.isdir(path):
         lines = sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
         if not lines:
@@ -162,7 +179,10 @@ def infer_official_config(
                 f"{'present (DINOv2)' if has_layer_scale else 'absent (DINO)'}."
             )
     if hidden_size % num_heads:
-        raise ValueError(f"num_heads={num_heads} does not divide the width {hidden_size}; ViT-B has 12 heads.")
+        raise ValueError(
+            f"num_heads={num_heads} does not divide the width {hidden_size}; pass --num-heads with the backbone's head "
+            "count, a divisor of the width (ViT-B has 12 heads, ViT-S 6)."
+        )
 
     patch_size = state_dict["patch_embed.proj.weight"].shape[-1]
     num_positions = state_dict["pos_embed"].shape[1] - 1
@@ -261,6 +281,17 @@ def convert_official_checkpoint(
         (see [`promptcam_image_processor`]).
     """
     state_dict = path if isinstance(path, Mapping) else load_official_state_dict(path)
+    # NaN / inf weights would be saved as a model whose every logit is NaN, without a word
+    non_finite = sorted(
+        key
+        for key, value in state_dict.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    )
+    if non_finite:
+        raise NotAnOfficialCheckpointError(
+            f"The checkpoint holds NaN or infinite values in {_describe(non_finite)}; the training that wrote it "
+            "diverged or the file is damaged: convert an earlier or re-downloaded checkpoint."
+        )
     config = infer_official_config(state_dict, num_heads=num_heads, backbone=backbone, id2label=id2label)
     model = PromptCamForImageClassification(config)
     converted = _rename(state_dict, config)

@@ -3,7 +3,7 @@ loading, and the synthetic trait dataset. Depends only on the model files (for t
 """
 
 from .folders import VALIDATION_FOLDERS, DataError, ImageFolderSplits, check_image_folder, verify_image_files
-from .images import IMAGE_EXTENSIONS, open_rgb, to_rgb
+from .images import IMAGE_EXTENSIONS, image_size, open_rgb, to_rgb
 from .loading import load_image_folder, load_saved_dataset
 from .masks import (
     MASK_THRESHOLD,
@@ -73,6 +73,7 @@ __all__ = [
     "load_saved_dataset",
     "load_trait_mask",
     "mask_path",
+    "image_size",
     "open_rgb",
     "patch_mask",
     "read_cub_parts",

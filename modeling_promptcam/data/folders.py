@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from .images import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS, to_rgb
 
 VALIDATION_FOLDERS = ("val", "validation", "valid", "test")
 
@@ -67,9 +67,10 @@ def images_in(folder: str) -> list[str]:
 def verify_image_files(paths: list[str]) -> None:
     """Decode every image in full, with a progress bar; raise [`DataError`] listing the files that fail.
 
-    `Image.verify()` reads only the structure (a JPEG cut short passes it), so each file is also decoded with
-    `Image.load()`: a truncated or corrupt file is found here, before the first training step, not by the epoch that
-    reaches it.
+    `Image.verify()` reads only the structure (a JPEG cut short passes it), so each file is also decoded in full by
+    the package's decoding rule ([`to_rgb`], what training reads): a truncated or corrupt file, a float image with
+    NaN / inf pixels or a mode that has no RGB conversion is found here, before the first training step, not by the
+    epoch that reaches it.
     """
     from transformers.utils.logging import tqdm  # transformers' bar: `disable_progress_bar()` turns it off too
 
@@ -80,6 +81,7 @@ def verify_image_files(paths: list[str]) -> None:
                 image.verify()  # the structure and checksums (PNG CRCs), which decoding alone may not check
             with Image.open(path) as image:
                 image.load()  # every pixel: a truncated file fails here
+                to_rgb(image)  # as training will decode it: NaN / inf pixels or a mode with no RGB conversion
         except Exception as error:  # PIL raises many types for broken files
             bad.append(f"{path} ({type(error).__name__}: {error})")
     if bad:

@@ -22,9 +22,9 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from PIL import Image
 
 from ..data.folders import DataError, check_image_folder
+from ..data.images import image_size, open_rgb
 from ..data.masks import mask_path, read_mask, resize_mask
 from ..data.transforms import EvalTransform
 from ..explain.explanation import resolve_class
@@ -78,13 +78,14 @@ def _read_split(model, split_dir: str, images_by_class: dict[str, list[str]]) ->
 
 
 def _load_images(paths: list[str], transform: EvalTransform) -> torch.Tensor:
+    """The images at `paths` through the package's decoding rule (`data.images.open_rgb`, as training and the
+    pipelines decode) and `transform`, stacked `(B, 3, H, W)`."""
     images = []
     for path in paths:
         try:
-            with Image.open(path) as opened:
-                images.append(transform(opened))
-        except OSError as error:
-            raise DataError(f"{path} is not a readable image ({error}); fix or remove it.") from error
+            images.append(transform(open_rgb(path)))
+        except (OSError, ValueError) as error:  # the messages name the file
+            raise DataError(str(error)) from error
     return torch.stack(images)
 
 
@@ -101,9 +102,8 @@ def _load_masks(data_dir: str, paths: list[str], size: tuple[int, int]) -> tuple
         if not present:
             masks.append(torch.zeros(size, dtype=torch.bool))
             continue
-        with Image.open(path) as image:  # the mask must have its image's size (read_mask checks it)
-            image_size = image.size
-        masks.append(torch.from_numpy(resize_mask(read_mask(file, image_size), (size[1], size[0]))))
+        # the mask must have its image's size as decoded (upright; read_mask checks it)
+        masks.append(torch.from_numpy(resize_mask(read_mask(file, image_size(path)), (size[1], size[0]))))
     return torch.stack(masks), has_mask
 
 

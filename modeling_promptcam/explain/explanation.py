@@ -70,8 +70,9 @@ def explain_image(
     """Classify `image` and gather the trait maps and head rankings of the predicted class, of the true class when it
     differs (misclassification view), and of every class in `classes` (class-vs-class view).
 
-    `image` may be of any PIL mode: it goes through the package's one RGB conversion (`data.images.to_rgb`, as in
-    training), so 16-bit and float images are rescaled by their value range rather than clipped."""
+    `image` may be of any PIL mode: it goes through the package's one decoding rule (`data.images.to_rgb`, as in
+    training and the pipelines: EXIF orientation applied, 16-bit and float grey rescaled by their value range rather
+    than clipped, alpha dropped)."""
     rgb = to_rgb(image)
     pixel_values = image_processor(rgb, return_tensors="pt").pixel_values.to(model.device, model.dtype)
     logits = model(pixel_values).logits[0]

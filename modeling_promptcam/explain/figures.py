@@ -12,6 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from ..data.images import to_rgb
 from ..extras import require
 from ..files import write_atomically
 from .explanation import ClassView, Explanation
@@ -37,8 +38,9 @@ def overlay(image: Image.Image, trait_map: np.ndarray, cmap: str = "jet", alpha:
     """The image with a trait map blended over it: `(height, width, 3)` floats in [0, 1]."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    heat = colormaps[cmap](upsample_map(trait_map, image.size))[..., :3]
+    upright = to_rgb(image)  # the decoding rule: the image as the model saw it (upright, 8-bit RGB)
+    rgb = np.asarray(upright, dtype=np.float32) / 255.0
+    heat = colormaps[cmap](upsample_map(trait_map, upright.size))[..., :3]
     return (1.0 - alpha) * rgb + alpha * heat
 
 
