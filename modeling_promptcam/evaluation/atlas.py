@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 
 from ..data.folders import DataError
-from ..data.images import open_rgb
+from ..data.images import image_size, open_rgb
 from ..data.parts import ImageParts, PartAnnotations, PartsError
 from ..data.transforms import EvalTransform
 from ..extras import require
@@ -363,8 +363,7 @@ def trait_atlas(
     if parts is not None:  # every annotation checked against its image before the long pass
         for path, name in zip(images, matched):
             if name is not None:
-                with Image.open(path) as opened:
-                    parts.check(name, opened.size)
+                parts.check(name, image_size(path))  # upright, as the decoding rule gives the image
     transform = EvalTransform(image_processor or promptcam_image_processor(model.config))
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
