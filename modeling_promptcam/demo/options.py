@@ -32,6 +32,14 @@ class DemoOptions:
     learning_rate: float = field(default=0.003, metadata={"above": 0, "help": "peak learning rate"})
     batch_size: int = field(default=16, metadata={"min": 1, "help": "batch size"})
     prompt_mode: str = field(default="deep", metadata={"help": "prompt variant", "choices": PROMPT_MODES})
+    num_agnostic_prompts: int | None = field(
+        default=None,
+        metadata={
+            "min": 1,
+            "help": "class-agnostic prompts per layer in layers 1..L-1, deep mode only (default: C, one per class, "
+            "as the paper; docs/model.md)",
+        },
+    )
     image_size: int = field(default=224, metadata={"min": 1, "help": "image side in pixels"})
     blur: str = field(default="spatial", metadata={"help": "head blurring for the ranking", "choices": BLUR_MODES})
     stop: str | int = field(
