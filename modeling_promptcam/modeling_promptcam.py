@@ -405,6 +405,8 @@ class LastLayerState:
         prompt_part: on the split path, the log-sum-exp `(1 or B, heads, C)` and output `(1 or B, heads, C, head_dim)`
             of every class prompt's attention over the prompt keys alone, when computed for all of them (image-
             independent in deep mode).
+        all_keys_values: otherwise, the keys and values of all tokens `(B, heads, C + T, head_dim)` in the official
+            order [prompts, CLS, registers, patches].
     """
 
     query: torch.Tensor
@@ -414,6 +416,7 @@ class LastLayerState:
     image_value: torch.Tensor
     split: bool
     prompt_part: tuple[torch.Tensor, torch.Tensor] | None = None
+    all_keys_values: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class PromptStateCache:
@@ -1220,7 +1223,10 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             return None
         if torch.compiler.is_compiling() or any(hasattr(layer, "_hf_hook") for layer in self.driver.layers()):
             return None
-        self._prompt_states.refresh(tuple((id(p), p.data_ptr(), p._version) for p in self.parameters()))
+        parameters = list(self.parameters())
+        if any(parameter.is_inference() for parameter in parameters):
+            return None  # inference tensors (a model built under torch.inference_mode) have no version counter
+        self._prompt_states.refresh(tuple((id(p), p.data_ptr(), p._version) for p in parameters))
         return self._prompt_states
 
     def train(self, mode: bool = True):
@@ -1357,6 +1363,12 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         needs_grad = torch.is_grad_enabled() and (class_prompts.requires_grad or image_states.requires_grad)
         split = not needs_grad and not (self.training and attention_dropout(attention) > 0)
         state = LastLayerState(query, prompt_key, prompt_value, image_key, image_value, split)
+        if not split:  # once per forward: autograd keeps one copy for every chunk of classes
+            batch = image_key.shape[0]
+            state.all_keys_values = (
+                torch.cat((prompt_key.expand(batch, -1, -1, -1), image_key), dim=2),
+                torch.cat((prompt_value.expand(batch, -1, -1, -1), image_value), dim=2),
+            )
         if split and (every_row or cache is not None):
             budget = self.config.class_chunk_size * image_key.shape[2]
             if cache is not None:
@@ -1384,8 +1396,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         batch, num_classes = state.image_key.shape[0], state.prompt_key.shape[2]
         query = rows_of(state.query, rows, batch, dim=2)
         if not state.split:  # autograd or attention dropout: the backbone's attention over all keys
-            key = torch.cat((state.prompt_key.expand(batch, -1, -1, -1), state.image_key), dim=2)
-            value = torch.cat((state.prompt_value.expand(batch, -1, -1, -1), state.image_value), dim=2)
+            key, value = state.all_keys_values
             query = query.expand(batch, -1, -1, -1)
             if not with_weights:
                 return self._attend(attention, query, key, value), None
