@@ -392,3 +392,28 @@ def test_many_classes_run_without_a_tensor_of_classes_times_patches(agnostic):
         with LargestTensors() as recorder:
             model(pixel_values)
         assert max(entry[2] for entry in recorder.shapes) >= batch * num_heads * num_labels * num_patches
+
+
+def test_prompt_cam_pipeline_gives_maps_of_its_top_k_labels_only_in_bounded_memory(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from transformers import pipeline
+
+    num_labels = 1000
+    model = tiny_model("vit", num_labels=num_labels, image_size=64)
+    model.config.class_chunk_size = 32
+    model.save_pretrained(tmp_path / "model")
+    explainer = pipeline("prompt-cam", model=str(tmp_path / "model"))
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    with LargestTensors() as recorder:
+        results = explainer(picture, top_k=3)
+    assert [entry["trait_maps"].shape for entry in results] == [(4, 8, 8)] * 3
+    with torch.no_grad():
+        pixels = explainer.image_processor(picture, return_tensors="pt")["pixel_values"]
+        logits = explainer.model(pixels).logits[0]
+    top = logits.topk(3).indices.tolist()
+    assert [entry["label"] for entry in results] == [model.config.id2label[i] for i in top]
+    largest = max(recorder.shapes, key=lambda entry: entry[2])
+    # the unchunked last layer would form the (1, heads, C, T) scores: 4 x 1000 x 65 elements; the largest tensors
+    # left are views of the prompt parameters (L - 1, C, D) = 64,000
+    assert largest[2] < num_labels * 4 * 64 // 2, largest
