@@ -417,3 +417,38 @@ def test_prompt_cam_pipeline_gives_maps_of_its_top_k_labels_only_in_bounded_memo
     # the unchunked last layer would form the (1, heads, C, T) scores: 4 x 1000 x 65 elements; the largest tensors
     # left are views of the prompt parameters (L - 1, C, D) = 64,000
     assert largest[2] < num_labels * 4 * 64 // 2, largest
+
+
+@pytest.mark.parametrize(
+    "extra, code, named",
+    [
+        (["--num-agnostic-prompts", "0"], 2, ["--num-agnostic-prompts", "integer >= 1", "got '0'"]),
+        (["--num-agnostic-prompts", "2.5"], 2, ["--num-agnostic-prompts", "integer"]),
+        (["--prompt-mode", "shallow", "--num-agnostic-prompts", "4"], 1, ["does not apply to prompt mode 'shallow'"]),
+    ],
+)
+def test_train_cli_refuses_bad_agnostic_prompt_counts_before_any_work(extra, code, named, tmp_path, capsys):
+    from modeling_promptcam.cli import main as cli_main
+
+    argv = ["train", "--backbone", "b", "--data-dir", "d", "--output-dir", str(tmp_path / "out")] + extra
+    try:
+        got = cli_main(argv)
+    except SystemExit as exit_:
+        got = exit_.code
+    err = capsys.readouterr().err
+    assert got == code, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1, err
+    for text in named:
+        assert text in err, (text, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_cli_takes_the_agnostic_prompt_count(capsys):
+    from modeling_promptcam.cli import main as cli_main
+    from modeling_promptcam.demo.options import DemoOptions
+
+    assert DemoOptions(num_agnostic_prompts=50).num_agnostic_prompts == 50
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["demo", "--num-agnostic-prompts", "0"])
+    assert exit_.value.code == 2
+    assert "--num-agnostic-prompts" in capsys.readouterr().err
