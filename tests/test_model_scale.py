@@ -452,3 +452,19 @@ def test_demo_cli_takes_the_agnostic_prompt_count(capsys):
         cli_main(["demo", "--num-agnostic-prompts", "0"])
     assert exit_.value.code == 2
     assert "--num-agnostic-prompts" in capsys.readouterr().err
+
+
+def test_a_stock_backbone_folder_loads_with_an_agnostic_prompt_count(tmp_path):
+    from tests.helpers.training import write_tiny_backbone
+
+    write_tiny_backbone(tmp_path / "backbone")
+    model = PromptCamForImageClassification.from_pretrained(
+        str(tmp_path / "backbone"), num_labels=12, num_agnostic_prompts=3
+    )
+    assert model.config.num_agnostic_prompts == 3
+    assert model.prompt_head.agnostic_prompt_embeddings.shape[1] == 3
+    assert model.prompt_head.prompt_embeddings.shape[:2] == (1, 12)
+    with pytest.raises(ValueError, match="does not apply to prompt_mode='shallow'"):
+        PromptCamForImageClassification.from_pretrained(
+            str(tmp_path / "backbone"), num_labels=12, num_agnostic_prompts=3, prompt_mode="shallow"
+        )
