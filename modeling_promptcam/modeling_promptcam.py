@@ -1229,6 +1229,11 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         self._prompt_states.refresh(tuple((id(p), p.data_ptr(), p._version) for p in parameters))
         return self._prompt_states
 
+    def clear_prompt_state_cache(self) -> None:
+        """Drop the cached image-independent prompt states (they are recomputed by the next eval forward). Needed
+        only after editing parameters in a way their version counters do not see, e.g. through `parameter.data`."""
+        self._prompt_states.clear()
+
     def train(self, mode: bool = True):
         # the cached prompt states are for eval only; training changes the parameters they come from
         states = getattr(self, "_prompt_states", None)

@@ -338,6 +338,16 @@ def test_image_independent_prompt_states_are_cached_in_eval_and_refreshed_when_p
     expected, _ = straightforward_forward(model, pixel_values, capture_maps=False)
     torch.testing.assert_close(reloaded, expected, atol=TOLERANCE, rtol=0)
 
+    # an edit through .data bypasses the version counters: clear_prompt_state_cache() is the way to say so
+    with torch.no_grad():
+        model(pixel_values)
+    model.prompt_head.prompt_embeddings.data[1].mul_(-1.0)
+    model.clear_prompt_state_cache()
+    with torch.no_grad():
+        edited = model(pixel_values).logits
+    expected, _ = straightforward_forward(model, pixel_values, capture_maps=False)
+    torch.testing.assert_close(edited, expected, atol=TOLERANCE, rtol=0)
+
     model.train()  # training mode empties the cache and does not fill it
     assert not model._prompt_states.states
     with torch.no_grad():
