@@ -32,14 +32,6 @@ class DemoOptions:
     learning_rate: float = field(default=0.003, metadata={"above": 0, "help": "peak learning rate"})
     batch_size: int = field(default=16, metadata={"min": 1, "help": "batch size"})
     prompt_mode: str = field(default="deep", metadata={"help": "prompt variant", "choices": PROMPT_MODES})
-    num_agnostic_prompts: int | None = field(
-        default=None,
-        metadata={
-            "min": 1,
-            "help": "class-agnostic prompts per layer in layers 1..L-1, deep mode only (default: C, one per class, "
-            "as the paper; docs/model.md)",
-        },
-    )
     image_size: int = field(default=224, metadata={"min": 1, "help": "image side in pixels"})
     blur: str = field(default="spatial", metadata={"help": "head blurring for the ranking", "choices": BLUR_MODES})
     stop: str | int = field(
@@ -49,6 +41,14 @@ class DemoOptions:
     tolerance: int = field(
         default=1,
         metadata={"help": "patches between the map peak and the trait mask that still count as a hit", "min": 0},
+    )
+    num_agnostic_prompts: int | None = field(
+        default=None,
+        metadata={
+            "min": 1,
+            "help": "class-agnostic prompts per layer in layers 1..L-1, deep mode only (default: C, one per class, "
+            "as the paper; docs/model.md)",
+        },
     )
     seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     report_images_per_class: int = field(

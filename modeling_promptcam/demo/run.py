@@ -108,10 +108,10 @@ def run_demo(options: DemoOptions) -> dict:
             learning_rate=options.learning_rate,
             batch_size=options.batch_size,
             prompt_mode=options.prompt_mode,
-            num_agnostic_prompts=options.num_agnostic_prompts,
             image_size=options.image_size,
             seed=options.seed,
             overwrite_output_dir=True,
+            num_agnostic_prompts=options.num_agnostic_prompts,
             extra={
                 "save_strategy": "no",
                 "load_best_model_at_end": False,
