@@ -57,6 +57,14 @@ class PromptCamConfig(PreTrainedConfig):
             must stay 0 so that there is one setting only.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal initialiser of the shared scoring head.
+        num_agnostic_prompts (`int`, *optional*):
+            Deep mode only. `None` (the paper's and the official code's semantics): each of layers 1..L-1 gets C
+            class-agnostic prompts, so cost and parameters grow with C in every layer. An integer K: each of layers
+            1..L-1 gets K prompts whatever C is, and only the last layer keeps its C class prompts (docs/model.md,
+            "Many classes"). Refused with `prompt_mode="shallow"`, which has no class-agnostic prompts.
+        class_chunk_size (`int`, *optional*, defaults to 1024):
+            How many class-prompt rows the last layer computes at once. Chunking bounds the memory of the last layer
+            at large C (no `(batch, C, heads, patches)` tensor is formed) and changes no number.
         num_labels, id2label, label2id:
             The classes; one prompt is learned per class. At least 2 (`num_labels=1`, transformers' regression
             head, has no classes to give prompts to and is refused).
@@ -86,6 +94,8 @@ class PromptCamConfig(PreTrainedConfig):
         prompt_dropout: float = 0.0,
         drop_path_rate: float = 0.0,
         initializer_range: float = 0.02,
+        num_agnostic_prompts: int | None = None,
+        class_chunk_size: int = 1024,
         **kwargs,
     ):
         self.backbone_config = _resolve_backbone_config(backbone_config)
@@ -93,6 +103,8 @@ class PromptCamConfig(PreTrainedConfig):
         self.prompt_dropout = prompt_dropout
         self.drop_path_rate = drop_path_rate
         self.initializer_range = initializer_range
+        self.num_agnostic_prompts = num_agnostic_prompts
+        self.class_chunk_size = class_chunk_size
         saved_pipelines = kwargs.pop("custom_pipelines", None) or {}
         super().__init__(**kwargs)
         self._validate_promptcam()
@@ -115,6 +127,19 @@ class PromptCamConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
         if not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
             raise ValueError(f"initializer_range must be a positive number, got {self.initializer_range!r}.")
+        for name in ("num_agnostic_prompts", "class_chunk_size"):
+            value = getattr(self, name)
+            if name == "num_agnostic_prompts" and value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                unset = " (or None for the paper's C prompts per layer)" if name == "num_agnostic_prompts" else ""
+                raise ValueError(f"{name} must be an integer >= 1{unset}, got {value!r}.")
+        if self.num_agnostic_prompts is not None and self.prompt_mode != "deep":
+            raise ValueError(
+                f"num_agnostic_prompts={self.num_agnostic_prompts} does not apply to prompt_mode={self.prompt_mode!r}: "
+                "shallow mode has no class-agnostic prompts (its C class prompts enter layer 1 and flow through every "
+                "layer). Leave num_agnostic_prompts unset, or use prompt_mode='deep'."
+            )
         if self.num_labels is None or self.num_labels < 2:
             regression = " (num_labels=1 is transformers' regression head, which Prompt-CAM does not provide)"
             raise ValueError(
@@ -214,6 +239,8 @@ _PROMPT_CAM_KWARGS = (
     "prompt_dropout",
     "drop_path_rate",
     "initializer_range",
+    "num_agnostic_prompts",
+    "class_chunk_size",
 )
 
 

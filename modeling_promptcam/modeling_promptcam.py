@@ -55,13 +55,15 @@ class PromptCamImageClassifierOutput(ModelOutput):
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
             Cross-entropy of the class scores.
-        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            One score per class: the shared head applied to the class prompt's output of the last layer.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, or `(batch_size, K)` with `score_classes`):
+            One score per class: the shared head applied to the class prompt's output of the last layer (with
+            `score_classes`, entry `[b, k]` is the score of class `score_classes[b, k]`).
         trait_maps (`torch.FloatTensor` of shape `(batch_size, num_classes, num_heads, grid_height, grid_width)`, *optional*):
             Returned with `output_trait_maps=True`. Last-layer attention of each class prompt to each patch token, per
             head; the softmax runs over all keys (prompts, CLS, registers, patches) and the patch slice is not
             renormalised (official semantics). `num_classes` is `num_labels`, or `K` when `trait_map_classes` of shape
-            `(batch_size, K)` was given, in which case entry `[b, k]` is the map of class `trait_map_classes[b, k]`.
+            `(batch_size, K)` was given (or `score_classes`), in which case entry `[b, k]` is the map of class
+            `trait_map_classes[b, k]`.
         trait_map_classes (`torch.LongTensor` of shape `(batch_size, K)`, *optional*):
             The classes of `trait_maps` along dim 1, when the caller restricted them.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
@@ -345,6 +347,98 @@ def attend(
         attention, query, key, value, None, dropout=dropout, scaling=attention_scaling(attention)
     )
     return output.reshape(*output.shape[:2], -1)
+
+
+def attention_qkv(attention: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+    """The query, key and value projections of a transformers attention module."""
+    return attention.q_proj, attention.k_proj, attention.v_proj
+
+
+def softmax_parts(
+    attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Softmax attention of `query` `(b, heads, n, head_dim)` over one part of the keys, in the pieces from which the
+    attention over several parts is merged exactly (as flash attention merges its blocks): the log-sum-exp of the
+    scores `(b, heads, n)`, the attention output over this part alone `(b, heads, n, head_dim)` and the scores
+    `(b, heads, n, keys)`, all float32 (the softmax precision of transformers' eager attention)."""
+    scores = (torch.matmul(query, key.transpose(-1, -2)) * attention_scaling(attention)).float()
+    lse = scores.logsumexp(dim=-1)
+    weights = torch.exp(scores - lse[..., None]).to(value.dtype)
+    return lse, torch.matmul(weights, value).float(), scores
+
+
+def softmax_parts_in_steps(
+    attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, budget: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log-sum-exp and attention output of [`softmax_parts`], `budget // keys` query rows at a time, so that at
+    most about `budget` scores per image and head exist at once (the class prompts over the C prompt keys would
+    otherwise form a `(heads, C, C)` tensor)."""
+    step = max(1, budget // key.shape[2])
+    parts = [
+        softmax_parts(attention, query[:, :, s : s + step], key, value)[:2] for s in range(0, query.shape[2], step)
+    ]
+    return torch.cat([part[0] for part in parts], dim=2), torch.cat([part[1] for part in parts], dim=2)
+
+
+def rows_of(tensor: torch.Tensor, rows: slice | torch.Tensor, batch: int, dim: int) -> torch.Tensor:
+    """Rows of `tensor` `(1 or B, ...)` along `dim`: a slice, or `(B, n)` indices per image (the result then has B
+    entries in dim 0)."""
+    if isinstance(rows, slice):
+        return tensor[(slice(None),) * dim + (rows,)]
+    tensor = tensor.expand(batch, *tensor.shape[1:])
+    view = [batch] + [1] * (tensor.ndim - 1)
+    view[dim] = rows.shape[1]
+    index = rows.reshape(view).expand(*tensor.shape[:dim], rows.shape[1], *tensor.shape[dim + 1 :])
+    return torch.gather(tensor, dim, index)
+
+
+@dataclass
+class LastLayerState:
+    """The last layer's projections in one forward (`PromptCamForImageClassification._last_layer_state`).
+
+    Attributes:
+        query, prompt_key, prompt_value: `(1 or B, heads, C, head_dim)` of the class prompts (1 in deep mode: the
+            prompts are parameters, shared by the batch).
+        image_key, image_value: `(B, heads, T, head_dim)` of the image tokens [CLS, registers, patches].
+        split: attend to the prompt keys and to the image keys separately and merge the two exactly through their
+            log-sum-exp (without autograd or attention dropout); otherwise the backbone's attention runs over all keys.
+        prompt_part: on the split path, the log-sum-exp `(1 or B, heads, C)` and output `(1 or B, heads, C, head_dim)`
+            of every class prompt's attention over the prompt keys alone, when computed for all of them (image-
+            independent in deep mode).
+        all_keys_values: otherwise, the keys and values of all tokens `(B, heads, C + T, head_dim)` in the official
+            order [prompts, CLS, registers, patches].
+    """
+
+    query: torch.Tensor
+    prompt_key: torch.Tensor
+    prompt_value: torch.Tensor
+    image_key: torch.Tensor
+    image_value: torch.Tensor
+    split: bool
+    prompt_part: tuple[torch.Tensor, torch.Tensor] | None = None
+    all_keys_values: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class PromptStateCache:
+    """Image-independent prompt states of a model in eval, deep mode (the prompts' keys and values in layers 1..L-1,
+    the class prompts' last-layer projections and their attention over the prompt keys), kept while the parameters'
+    fingerprint (identity, storage and version counter of each) stays the same."""
+
+    def __init__(self):
+        self.fingerprint: tuple | None = None
+        self.states: dict = {}
+
+    def clear(self) -> None:
+        self.fingerprint, self.states = None, {}
+
+    def refresh(self, fingerprint: tuple) -> None:
+        if fingerprint != self.fingerprint:
+            self.fingerprint, self.states = fingerprint, {}
+
+    def get(self, name, compute: Callable, *args):
+        if name not in self.states:
+            self.states[name] = compute(*args)
+        return self.states[name]
 
 
 def run_layer(layer: nn.Module, function: Callable, *args, checkpointed: bool = True):
@@ -770,7 +864,11 @@ def _check_trait_map_classes(trait_map_classes: torch.Tensor, batch_size: int, n
 
 
 def _check_forward_options(
-    kwargs: dict, trait_map_classes: torch.Tensor | None, trait_map_top_k: int | None, num_labels: int
+    kwargs: dict,
+    trait_map_classes: torch.Tensor | None,
+    trait_map_top_k: int | None,
+    num_labels: int,
+    score_classes: torch.Tensor | None = None,
 ) -> None:
     """The keyword arguments of `forward` besides the tensors: nothing unknown, and a valid `trait_map_top_k`."""
     if kwargs:
@@ -784,6 +882,40 @@ def _check_forward_options(
             raise ValueError("Give trait_map_classes or trait_map_top_k, not both.")
         if not isinstance(trait_map_top_k, int) or not 1 <= trait_map_top_k <= num_labels:
             raise ValueError(f"trait_map_top_k must be an integer in [1, {num_labels}], got {trait_map_top_k!r}.")
+        scored = score_classes.shape[-1] if isinstance(score_classes, torch.Tensor) else None
+        if scored is not None and trait_map_top_k > scored:
+            raise ValueError(
+                f"trait_map_top_k={trait_map_top_k} is more than the {scored} classes of score_classes it picks from; "
+                f"give trait_map_top_k <= {scored}."
+            )
+
+
+def _check_score_classes(
+    score_classes: torch.Tensor, batch_size: int, num_labels: int, labels: torch.Tensor | None
+) -> None:
+    if (
+        not isinstance(score_classes, torch.Tensor)
+        or score_classes.is_floating_point()
+        or score_classes.dtype == torch.bool
+        or score_classes.ndim != 2
+        or score_classes.shape[0] != batch_size
+        or score_classes.shape[1] < 1
+    ):
+        shape = (
+            f"{score_classes.dtype} {tuple(score_classes.shape)}"
+            if isinstance(score_classes, torch.Tensor)
+            else type(score_classes).__name__
+        )
+        raise ValueError(
+            f"score_classes must hold integer class indices of shape (batch_size={batch_size}, K) with K >= 1, got "
+            f"{shape}; e.g. torch.tensor([[3, 17]] * batch_size) to score classes 3 and 17 of every image."
+        )
+    if labels is not None:
+        raise ValueError(
+            "score_classes cannot be combined with labels: the loss needs the logits of every class. Leave "
+            "score_classes out to train or evaluate a loss."
+        )
+    _check_class_indices("score_classes", score_classes, num_labels)
 
 
 def _check_blur(blur: str) -> None:
@@ -863,21 +995,42 @@ def steps_until_misclassified(
 class PromptCamPromptHead(nn.Module):
     """Everything Prompt-CAM learns, in one module (prompt-only checkpoints and PEFT's `modules_to_save` use it).
 
-    - `prompt_embeddings` `(num_prompt_layers, num_labels, hidden_size)`: deep mode has one set of C prompts per
-      backbone layer (the last set are the class prompts); shallow mode has the C class prompts of layer 1.
+    - `prompt_embeddings`: with `num_agnostic_prompts=None`, `(num_prompt_layers, num_labels, hidden_size)`: deep
+      mode has one set of C prompts per backbone layer (the last set are the class prompts); shallow mode has the C
+      class prompts of layer 1. With `num_agnostic_prompts=K` (deep mode), `(1, num_labels, hidden_size)`: the class
+      prompts of the last layer.
+    - `agnostic_prompt_embeddings` `(num_hidden_layers - 1, K, hidden_size)`, only with `num_agnostic_prompts=K`: the
+      K class-agnostic prompts of each of layers 1..L-1.
     - `score`: the shared `Linear(hidden_size, 1)` that turns each class prompt's final output into its logit.
     """
 
     def __init__(self, config: PromptCamConfig):
         super().__init__()
         hidden_size = config.backbone_config.hidden_size
-        self.prompt_embeddings = nn.Parameter(torch.zeros(config.num_prompt_layers, config.num_labels, hidden_size))
+        agnostic = config.num_agnostic_prompts
+        class_prompt_layers = config.num_prompt_layers if agnostic is None else 1
+        self.prompt_embeddings = nn.Parameter(torch.zeros(class_prompt_layers, config.num_labels, hidden_size))
+        self.agnostic_prompt_embeddings = None
+        if agnostic is not None:
+            self.agnostic_prompt_embeddings = nn.Parameter(
+                torch.zeros(config.num_prompt_layers - 1, agnostic, hidden_size)
+            )
+        self.deep = config.prompt_mode == "deep"
         self.prompt_dropout = nn.Dropout(config.prompt_dropout)
         self.score = nn.Linear(hidden_size, 1)
 
-    def forward(self) -> torch.Tensor:
-        """The prompts of this batch: `(num_prompt_layers, num_labels, hidden_size)`, dropout applied in training."""
-        return self.prompt_dropout(self.prompt_embeddings)
+    def forward(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The prompts of this batch, dropout applied in training: `(layer_prompts, class_prompts)`.
+
+        `layer_prompts` `(num_hidden_layers - 1, n, hidden_size)` are the prompts of layers 1..L-1 in deep mode (n is
+        C, or `num_agnostic_prompts`), None in shallow mode; `class_prompts` `(num_labels, hidden_size)` are the
+        class prompts (of the last layer in deep mode, of layer 1 in shallow mode)."""
+        prompts = self.prompt_dropout(self.prompt_embeddings)
+        if self.agnostic_prompt_embeddings is not None:
+            return self.prompt_dropout(self.agnostic_prompt_embeddings), prompts[-1]
+        if self.deep:
+            return prompts[:-1], prompts[-1]
+        return None, prompts[0]
 
 
 class PromptCamPreTrainedModel(PreTrainedModel):
@@ -922,6 +1075,8 @@ class PromptCamPreTrainedModel(PreTrainedModel):
             hidden_size = module.prompt_embeddings.shape[-1]
             bound = math.sqrt(6.0 / float(3 * patch_h * patch_w + hidden_size))
             init.uniform_(module.prompt_embeddings, -bound, bound)
+            if module.agnostic_prompt_embeddings is not None:
+                init.uniform_(module.agnostic_prompt_embeddings, -bound, bound)
             init.trunc_normal_(module.score.weight, mean=0.0, std=self.config.initializer_range)
             init.zeros_(module.score.bias)
 
@@ -955,6 +1110,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         self.driver = BackboneDriver(self.backbone, family)
         self.prompt_head = PromptCamPromptHead(config)
         self.backbone.requires_grad_(False)
+        self._prompt_states = PromptStateCache()
         self.post_init()
 
     @property
@@ -974,6 +1130,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         labels: torch.Tensor | None,
         trait_map_classes: torch.Tensor | None,
         interpolate_pos_encoding: bool | None,
+        score_classes: torch.Tensor | None = None,
     ) -> None:
         _check_pixel_values(pixel_values, self.config.backbone_config.num_channels)
         self.driver.check_image_size(pixel_values.shape[2], pixel_values.shape[3], interpolate_pos_encoding)
@@ -982,6 +1139,8 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             _check_labels(labels, batch_size, num_labels, self.config.problem_type)
         if trait_map_classes is not None:
             _check_trait_map_classes(trait_map_classes, batch_size, num_labels)
+        if score_classes is not None:
+            _check_score_classes(score_classes, batch_size, num_labels, labels)
 
     # ----------------------------------------------------------------------------------------------- attention kernels
     # The module functions of section 3 in this model's training mode. They stay methods so that a test can replace
@@ -1005,6 +1164,16 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         return states + drop_path(branch, self.config.drop_path_rate, self.training)
 
     # ----------------------------------------------------------------------------------------------- fast path
+    def _prompt_keys_values(self, layer: nn.Module, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values `(1, heads, n, head_dim)` of a layer's prompts `(n, D)`: they depend on the parameters
+        only (deep mode), so they are computed once per batch, or once per model in eval ([`PromptStateCache`])."""
+        attention = self.driver.attention(layer)
+        normed_prompts = self.driver.attention_norm(layer)(prompts[None])
+        return (
+            split_heads(attention, attention.k_proj, normed_prompts),
+            split_heads(attention, attention.v_proj, normed_prompts),
+        )
+
     def _image_token_layer(
         self,
         layer: nn.Module,
@@ -1012,13 +1181,15 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         prompts: torch.Tensor | None,
         position_state=None,
         output_attentions: bool = False,
+        prompt_keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One backbone layer for the rows of `hidden_states` `(B, N, D)`, which also attend to `prompts` `(C, D)`.
+        """One backbone layer for the rows of `hidden_states` `(B, N, D)`, which also attend to `prompts` `(n, D)`.
 
         The prompts' own outputs are not needed (they are dropped after the layer), so only their keys and values are
-        computed, once for the whole batch. With `prompts=None` this is the plain layer over `hidden_states`.
-        Returns the new `hidden_states` `(B, N, D)` and, with `output_attentions`, the attention weights of the whole
-        sequence `(B, heads, C + N, C + N)` (the prompts' query rows are then computed too, explicitly); else None.
+        computed, once for the whole batch (or taken from `prompt_keys_values`, the cached ones). With `prompts=None`
+        this is the plain layer over `hidden_states`. Returns the new `hidden_states` `(B, N, D)` and, with
+        `output_attentions`, the attention weights of the whole sequence `(B, heads, n + N, n + N)` (the prompts'
+        query rows are then computed too, explicitly); else None.
         """
         attention = self.driver.attention(layer)
         normed = self.driver.attention_norm(layer)(hidden_states)
@@ -1027,16 +1198,15 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         value = split_heads(attention, attention.v_proj, normed)
         query = self.driver.rotate(query, position_state)
         key = self.driver.rotate(key, position_state)
+        batch = hidden_states.shape[0]
         if prompts is not None:
-            normed_prompts = self.driver.attention_norm(layer)(prompts[None])
-            batch = hidden_states.shape[0]
-            prompt_key = split_heads(attention, attention.k_proj, normed_prompts).expand(batch, -1, -1, -1)
-            prompt_value = split_heads(attention, attention.v_proj, normed_prompts).expand(batch, -1, -1, -1)
-            key = torch.cat((prompt_key, key), dim=2)
-            value = torch.cat((prompt_value, value), dim=2)
+            prompt_key, prompt_value = prompt_keys_values or self._prompt_keys_values(layer, prompts)
+            key = torch.cat((prompt_key.expand(batch, -1, -1, -1), key), dim=2)
+            value = torch.cat((prompt_value.expand(batch, -1, -1, -1), value), dim=2)
         attention_weights = None
         if output_attentions:
             if prompts is not None:  # prompt rows (not rotated: prompts are prefix tokens), for the weights only
+                normed_prompts = self.driver.attention_norm(layer)(prompts[None])
                 prompt_query = split_heads(attention, attention.q_proj, normed_prompts).expand(batch, -1, -1, -1)
                 query = torch.cat((prompt_query, query), dim=2)
             attended, attention_weights = self._attend_with_weights(attention, query, key, value)
@@ -1047,6 +1217,33 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         hidden_states = self._residual(hidden_states, self.driver.attention_branch(layer, attended))
         hidden_states = self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))
         return hidden_states, attention_weights
+
+    def _prompt_state_cache(self) -> PromptStateCache | None:
+        """The model's cache of image-independent prompt states, when it may be used: in eval, deep mode, without
+        autograd, not under torch.compile, and without accelerate hooks (which may swap the weights in per call).
+        It is emptied when any parameter changes (in place or replaced, e.g. an optimizer step, `load_state_dict`,
+        `.to()`), and by `train()`."""
+        if self.training or self.config.prompt_mode != "deep" or torch.is_grad_enabled():
+            return None
+        if torch.compiler.is_compiling() or any(hasattr(layer, "_hf_hook") for layer in self.driver.layers()):
+            return None
+        parameters = list(self.parameters())
+        if any(parameter.is_inference() for parameter in parameters):
+            return None  # inference tensors (a model built under torch.inference_mode) have no version counter
+        self._prompt_states.refresh(tuple((id(p), p.data_ptr(), p._version) for p in parameters))
+        return self._prompt_states
+
+    def clear_prompt_state_cache(self) -> None:
+        """Drop the cached image-independent prompt states (they are recomputed by the next eval forward). Needed
+        only after editing parameters in a way their version counters do not see, e.g. through `parameter.data`."""
+        self._prompt_states.clear()
+
+    def train(self, mode: bool = True):
+        # the cached prompt states are for eval only; training changes the parameters they come from
+        states = getattr(self, "_prompt_states", None)
+        if mode and states is not None:
+            states.clear()
+        return super().train(mode)
 
     def _last_layer_inputs(
         self,
@@ -1066,15 +1263,20 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         Each layer runs through [`run_layer`] (accelerate's hooks on the layer, activation checkpointing).
         """
         num_labels = self.config.num_labels
-        prompts = self.prompt_head()
+        layer_prompts, class_prompts = self.prompt_head()
         layers = self.driver.layers()
         hidden_states = self.driver.embed(pixel_values, interpolate_pos_encoding)
         position_state = self.driver.position_state(pixel_values)
+        cache = self._prompt_state_cache()
         all_hidden_states, all_attentions = [], []
 
-        def image_token_layer(layer: nn.Module, hidden_states: torch.Tensor, layer_prompts: torch.Tensor | None):
+        def image_token_layer(
+            layer: nn.Module, hidden_states: torch.Tensor, layer_prompts: torch.Tensor | None, keys_values=None
+        ):
             def compute(hidden_states, layer_prompts, position_state):
-                return self._image_token_layer(layer, hidden_states, layer_prompts, position_state, output_attentions)
+                return self._image_token_layer(
+                    layer, hidden_states, layer_prompts, position_state, output_attentions, keys_values
+                )
 
             hidden_states, attention_weights = run_layer(layer, compute, hidden_states, layer_prompts, position_state)
             if output_hidden_states:
@@ -1086,12 +1288,15 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         if self.config.prompt_mode == "deep":
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
-            for layer, layer_prompts in zip(layers[:-1], prompts[:-1]):
-                hidden_states = image_token_layer(layer, hidden_states, layer_prompts)
-            return prompts[-1][None], hidden_states, position_state, all_hidden_states, all_attentions
+            for index, (layer, prompts) in enumerate(zip(layers[:-1], layer_prompts)):
+                keys_values = None
+                if cache is not None:
+                    keys_values = cache.get(("prompt keys, values", index), self._prompt_keys_values, layer, prompts)
+                hidden_states = image_token_layer(layer, hidden_states, prompts, keys_values)
+            return class_prompts[None], hidden_states, position_state, all_hidden_states, all_attentions
         # shallow: the class prompts are ordinary tokens of every layer; only the last layer is cut to their rows
         batch = hidden_states.shape[0]
-        hidden_states = torch.cat((prompts[0][None].expand(batch, -1, -1), hidden_states), dim=1)
+        hidden_states = torch.cat((class_prompts[None].expand(batch, -1, -1), hidden_states), dim=1)
         if output_hidden_states:
             all_hidden_states.append(hidden_states)
         for layer in layers[:-1]:
@@ -1137,6 +1342,92 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         hidden_states = self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))
         return self.prompt_head.score(self.driver.final_layernorm()(hidden_states)).squeeze(-1)
 
+    def _last_layer_state(
+        self,
+        layer: nn.Module,
+        class_prompts: torch.Tensor,
+        image_states: torch.Tensor,
+        position_state,
+        every_row: bool,
+    ) -> LastLayerState:
+        """The last layer's projections and, on the split path, the class prompts' attention over the prompt keys
+        (image-independent in deep mode: once per batch, or once per model in eval; see [`LastLayerState`])."""
+        attention = self.driver.attention(layer)
+        norm = self.driver.attention_norm(layer)
+        cache = self._prompt_state_cache()
+
+        def prompt_projections(class_prompts):
+            normed_prompts = norm(class_prompts)
+            return tuple(split_heads(attention, projection, normed_prompts) for projection in attention_qkv(attention))
+
+        if cache is not None:
+            query, prompt_key, prompt_value = cache.get(
+                "last layer prompt projections", prompt_projections, class_prompts
+            )
+        else:
+            query, prompt_key, prompt_value = prompt_projections(class_prompts)
+        normed_image = norm(image_states)
+        image_key = self.driver.rotate(split_heads(attention, attention.k_proj, normed_image), position_state)
+        image_value = split_heads(attention, attention.v_proj, normed_image)
+        needs_grad = torch.is_grad_enabled() and (class_prompts.requires_grad or image_states.requires_grad)
+        split = not needs_grad and not (self.training and attention_dropout(attention) > 0)
+        state = LastLayerState(query, prompt_key, prompt_value, image_key, image_value, split)
+        if not split:  # once per forward: autograd keeps one copy for every chunk of classes
+            batch = image_key.shape[0]
+            state.all_keys_values = (
+                torch.cat((prompt_key.expand(batch, -1, -1, -1), image_key), dim=2),
+                torch.cat((prompt_value.expand(batch, -1, -1, -1), image_value), dim=2),
+            )
+        if split and (every_row or cache is not None):
+            budget = self.config.class_chunk_size * image_key.shape[2]
+            if cache is not None:
+                state.prompt_part = cache.get(
+                    "last layer prompt part",
+                    softmax_parts_in_steps,
+                    attention,
+                    query,
+                    prompt_key,
+                    prompt_value,
+                    budget,
+                )
+            else:
+                state.prompt_part = softmax_parts_in_steps(attention, query, prompt_key, prompt_value, budget)
+        return state
+
+    def _class_rows(
+        self, attention: nn.Module, state: LastLayerState, rows: slice | torch.Tensor, with_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last-layer attention of some class-prompt rows: a slice of the classes, or `(B, n)` class indices.
+
+        Returns their attention output `(B, n, heads * head_dim)` (before the output projection) and, with
+        `with_weights`, their attention weights over the image keys [CLS, registers, patches] `(B, heads, n, T)`.
+        """
+        batch, num_classes = state.image_key.shape[0], state.prompt_key.shape[2]
+        query = rows_of(state.query, rows, batch, dim=2)
+        if not state.split:  # autograd or attention dropout: the backbone's attention over all keys
+            key, value = state.all_keys_values
+            query = query.expand(batch, -1, -1, -1)
+            if not with_weights:
+                return self._attend(attention, query, key, value), None
+            attended, weights = self._attend_with_weights(attention, query, key, value)
+            return attended, weights[..., num_classes:]
+        if state.prompt_part is not None:
+            prompt_lse, prompt_attended = (rows_of(part, rows, batch, dim=2) for part in state.prompt_part)
+        else:
+            budget = self.config.class_chunk_size * state.image_key.shape[2]
+            prompt_lse, prompt_attended = softmax_parts_in_steps(
+                attention, query, state.prompt_key, state.prompt_value, budget
+            )
+        image_lse, image_attended, image_scores = softmax_parts(attention, query, state.image_key, state.image_value)
+        lse = torch.logaddexp(prompt_lse, image_lse)
+        attended = (
+            torch.exp(prompt_lse - lse)[..., None] * prompt_attended
+            + torch.exp(image_lse - lse)[..., None] * image_attended
+        ).to(query.dtype)
+        attended = attended.transpose(1, 2).reshape(batch, attended.shape[2], -1)
+        weights = torch.exp(image_scores - lse[..., None]).to(query.dtype) if with_weights else None
+        return attended, weights
+
     def _last_layer(
         self,
         class_prompts: torch.Tensor,
@@ -1145,26 +1436,42 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         all_trait_maps: bool,
         trait_map_classes: torch.Tensor | None,
         trait_map_top_k: int | None,
+        score_classes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """The last layer for the class prompts' rows.
+        """The last layer for the class prompts' rows, `class_chunk_size` rows at a time.
 
-        Returns the logits `(B, C)`, the attention weights of the rows whose trait maps are asked for (`(B, heads, C,
-        keys)` with `all_trait_maps`, `(B, heads, K, keys)` for K classes per image, None without maps) and those K
-        classes `(B, K)` (the top-scoring ones with `trait_map_top_k`).
+        Every class (logits `(B, C)`), or with `score_classes` `(B, K)` those classes only (logits `(B, K)`). Returns
+        the logits, the attention weights over the image keys of the rows whose trait maps are asked for (`(B, heads,
+        n, T)`: every class, or the score classes, with `all_trait_maps`; K classes per image otherwise; None without
+        maps) and the classes of those rows `(B, n)` (None for every class).
         """
         layer = self.driver.layers()[-1]
         attention = self.driver.attention(layer)
-        query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
-        attention_weights = None
+        batch = image_states.shape[0]
+        state = self._last_layer_state(layer, class_prompts, image_states, position_state, score_classes is None)
+        chunk = self.config.class_chunk_size
+        num_rows = class_prompts.shape[1] if score_classes is None else score_classes.shape[1]
+        logits, weights = [], []
+        for start in range(0, num_rows, chunk):
+            rows = slice(start, start + chunk) if score_classes is None else score_classes[:, start : start + chunk]
+            attended, row_weights = self._class_rows(attention, state, rows, all_trait_maps)
+            logits.append(self._prompt_logits(layer, rows_of(class_prompts, rows, batch, dim=1), attended))
+            weights.append(row_weights)
+        logits = torch.cat(logits, dim=1)
+        attention_weights = torch.cat(weights, dim=2) if all_trait_maps else None
         if all_trait_maps:
-            attended, attention_weights = self._attend_with_weights(attention, query, key, value)
-        else:
-            attended = self._attend(attention, query, key, value)
-        logits = self._prompt_logits(layer, class_prompts, attended)
+            return logits, attention_weights, score_classes
         if trait_map_top_k is not None:
-            trait_map_classes = logits.detach().topk(trait_map_top_k, dim=-1).indices
+            top = logits.detach().topk(trait_map_top_k, dim=-1).indices
+            trait_map_classes = top if score_classes is None else torch.gather(score_classes, 1, top)
         if trait_map_classes is not None:
-            attention_weights = self._row_attention_weights(attention, query, key, trait_map_classes)
+            attention_weights = torch.cat(
+                [
+                    self._class_rows(attention, state, trait_map_classes[:, start : start + chunk], True)[1]
+                    for start in range(0, trait_map_classes.shape[1], chunk)
+                ],
+                dim=2,
+            )
         return logits, attention_weights, trait_map_classes
 
     def _last_layer_whole_sequence(
@@ -1183,11 +1490,11 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         sequence = torch.cat((class_prompts, image_states), dim=1)
         return self._image_token_layer(layer, sequence, None, position_state, output_attentions)
 
-    def _trait_maps(self, attention_weights: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-        """`(B, heads, K, keys)` weights -> patch keys only -> `(B, K, heads, grid_h, grid_w)` trait maps."""
+    def _trait_maps(self, image_weights: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """`(B, heads, K, T)` weights over the image keys -> patch keys only -> `(B, K, heads, grid_h, grid_w)`."""
         patch_h, patch_w = self.driver.patch_size
         grid = (image_size[0] // patch_h, image_size[1] // patch_w)
-        patch_weights = attention_weights[..., self.config.num_labels + self.driver.num_prefix_tokens :]
+        patch_weights = image_weights[..., self.driver.num_prefix_tokens :]
         per_class = patch_weights.transpose(1, 2)
         return per_class.reshape(*per_class.shape[:3], *grid)
 
@@ -1202,6 +1509,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         interpolate_pos_encoding: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        score_classes: torch.Tensor | None = None,
         **kwargs,
     ) -> PromptCamImageClassifierOutput:
         r"""
@@ -1228,30 +1536,44 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
                 under any attention implementation; see [`PromptCamImageClassifierOutput`]).
             output_hidden_states (`bool`, *optional*, defaults to `config.output_hidden_states`):
                 Return `hidden_states`, the embeddings and every layer's output (see [`PromptCamImageClassifierOutput`]).
+            score_classes (`torch.LongTensor` of shape `(batch_size, K)`, *optional*):
+                Score only these classes per image: `logits` is then `(batch_size, K)`, entry `[b, k]` the logit of
+                class `score_classes[b, k]`, equal to the full forward's logit of that class (a class's logit depends
+                only on its own last-layer row). The last layer computes these K rows only, so its cost grows with K,
+                not C ("is it A or B?", hierarchical prediction). With `output_trait_maps=True` the maps are those
+                of the K classes; `trait_map_top_k` picks among them. Cannot be combined with `labels` (the loss
+                needs every class's logit).
             return_dict (`bool`, *optional*, defaults to `config.return_dict`):
                 Return a tuple instead of a [`PromptCamImageClassifierOutput`] when `False` (transformers' order: loss,
                 logits, hidden_states, attentions, trait_maps, trait_map_classes; the ones not computed are left out).
 
         Returns:
-            [`PromptCamImageClassifierOutput`]: `loss`, `logits` `(batch_size, num_labels)`, `hidden_states`,
+            [`PromptCamImageClassifierOutput`]: `loss`, `logits` `(batch_size, num_labels)` (or `(batch_size, K)`
+            with `score_classes`), `hidden_states`,
             `attentions`, `trait_maps`, `trait_map_classes`.
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
-        _check_forward_options(kwargs, trait_map_classes, trait_map_top_k, self.config.num_labels)
+        _check_forward_options(kwargs, trait_map_classes, trait_map_top_k, self.config.num_labels, score_classes)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         all_trait_maps = output_trait_maps and trait_map_classes is None and trait_map_top_k is None
-        self._check_inputs(pixel_values, labels, trait_map_classes, interpolate_pos_encoding)
+        self._check_inputs(pixel_values, labels, trait_map_classes, interpolate_pos_encoding, score_classes)
 
         class_prompts, image_states, position_state, all_hidden_states, all_attentions = self._last_layer_inputs(
             pixel_values, interpolate_pos_encoding, output_hidden_states, output_attentions
         )
 
-        def last_layer(class_prompts, image_states, position_state, trait_map_classes):
+        def last_layer(class_prompts, image_states, position_state, trait_map_classes, score_classes):
             outputs = self._last_layer(
-                class_prompts, image_states, position_state, all_trait_maps, trait_map_classes, trait_map_top_k
+                class_prompts,
+                image_states,
+                position_state,
+                all_trait_maps,
+                trait_map_classes,
+                trait_map_top_k,
+                score_classes,
             )
             if not (output_hidden_states or output_attentions):
                 return outputs, None
@@ -1267,6 +1589,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             image_states,
             position_state,
             trait_map_classes,
+            score_classes,
             checkpointed=False,
         )
         if whole_sequence is not None:
@@ -1348,9 +1671,10 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             layer = self.driver.layers()[-1]
 
             def rank_in_last_layer(class_prompts, image_states, position_state, target_classes):
+                # the logits of every class, class_chunk_size rows at a time; keys and values of all tokens for the
+                # target rows' attention
+                logits, _, _ = self._last_layer(class_prompts, image_states, position_state, False, None, None)
                 query, key, value = self._last_layer_projections(layer, class_prompts, image_states, position_state)
-                attention = self.driver.attention(layer)
-                logits = self._prompt_logits(layer, class_prompts, self._attend(attention, query, key, value))
                 columns = logits.argmax(-1)[:, None] if target_classes is None else target_classes.reshape(batch, -1)
                 return [
                     self._greedy_head_ranking(

@@ -69,6 +69,14 @@ class DemoOptions:
         default=1,
         metadata={"help": "patches between the map peak and the trait mask that still count as a hit", "min": 0},
     )
+    num_agnostic_prompts: int | None = field(
+        default=None,
+        metadata={
+            "min": 1,
+            "help": "class-agnostic prompts per layer in layers 1..L-1, deep mode only (default: C, one per class, "
+            "as the paper; docs/model.md)",
+        },
+    )
     seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     report_images_per_class: int = field(
         default=3, metadata={"help": "validation images per class shown in report.html", "min": 1}

@@ -198,6 +198,7 @@ def run_demo(options: DemoOptions, step_timer: Callable[[int], float] | None = N
             image_size=schedule.image_size,
             seed=options.seed,
             overwrite_output_dir=True,
+            num_agnostic_prompts=options.num_agnostic_prompts,
             extra={
                 "save_strategy": "no",
                 "load_best_model_at_end": False,

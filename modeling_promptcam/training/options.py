@@ -74,6 +74,14 @@ class TrainOptions:
         default=None,
         metadata={"help": "prompt variant (default: the recipe's; paper: deep)", "choices": PROMPT_MODES},
     )
+    num_agnostic_prompts: int | None = field(
+        default=None,
+        metadata={
+            "min": 1,
+            "help": "class-agnostic prompts per layer in layers 1..L-1, deep mode only; the last layer keeps its C "
+            "class prompts (default: the recipe's; paper: C, one per class; docs/model.md)",
+        },
+    )
     prompt_dropout: float | None = field(
         default=None,
         metadata={"min": 0, "max": 1, "help": "prompt dropout (default: the recipe's; paper: 0.1 DINO, 0 DINOv2)"},
@@ -177,6 +185,7 @@ class TrainOptions:
             "weight_decay": self.weight_decay,
             "momentum": self.momentum,
             "prompt_mode": self.prompt_mode,
+            "num_agnostic_prompts": self.num_agnostic_prompts,
             "prompt_dropout": self.prompt_dropout,
             "drop_path_rate": self.drop_path_rate,
             "image_size": self.image_size,

@@ -23,6 +23,7 @@ class Recipe:
     momentum: float = 0.9
     weight_decay: float = 1e-3
     prompt_mode: str = "deep"
+    num_agnostic_prompts: int | None = None  # None: C per layer (the paper); K: K per layer (docs/model.md)
     prompt_dropout: float | None = None
     drop_path_rate: float | None = None
     image_size: int = 224
@@ -45,6 +46,11 @@ class Recipe:
             (0 <= self.lr_min < self.learning_rate, "lr_min must be in [0, learning rate)"),
             (self.batch_size >= 1, "batch size must be at least 1"),
             (0 < self.image_size <= self.train_resize, "train_resize must be at least the image size"),
+            (
+                self.num_agnostic_prompts is None or self.prompt_mode == "deep",
+                "num_agnostic_prompts does not apply to prompt mode 'shallow', which has no class-agnostic prompts; "
+                "drop --num-agnostic-prompts or use --prompt-mode deep",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,0 +1,480 @@
+"""Many classes: K class-agnostic prompts per layer, exact scores of a subset of classes (`score_classes`), the last
+layer in chunks of classes, the cached image-independent prompt states, and the memory bound at large C."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification
+from tests.helpers.models import (
+    IMAGE_SIZE,
+    _embed_and_layer_runner,
+    _final_norm,
+    _layers,
+    randomize_,
+    straightforward_forward,
+    tiny_backbone_config,
+    tiny_model,
+)
+
+TOLERANCE = 1e-5
+SCALE_FAMILIES = ("vit", "dinov2_with_registers", "dinov3_vit", "siglip_vision_model")
+
+
+def agnostic_model(family: str = "vit", num_labels: int = 7, agnostic: int = 3, seed: int = 0, **overrides):
+    config = PromptCamConfig(
+        backbone_config=tiny_backbone_config(family, **overrides), num_labels=num_labels, num_agnostic_prompts=agnostic
+    )
+    torch.manual_seed(seed)
+    return randomize_(PromptCamForImageClassification(config), seed).eval()
+
+
+def straightforward_agnostic_logits(model, pixel_values):
+    """The K-agnostic semantics spelled out with the backbone's own HF layers: K prompts in front of the image tokens
+    in each of layers 1..L-1 (their outputs dropped), the C class prompts in the last layer, scored by the head."""
+    head = model.prompt_head
+    layers = _layers(model)
+    hidden, run_layer = _embed_and_layer_runner(model, pixel_values)
+    batch = hidden.shape[0]
+    for index, layer in enumerate(layers):
+        prompts = head.agnostic_prompt_embeddings[index] if index < len(layers) - 1 else head.prompt_embeddings[-1]
+        sequence = run_layer(layer, torch.cat((prompts.expand(batch, -1, -1), hidden), dim=1))
+        hidden, prompt_outputs = sequence[:, prompts.shape[0] :], sequence[:, : prompts.shape[0]]
+    return head.score(_final_norm(model)(prompt_outputs)).squeeze(-1)
+
+
+def images(batch: int = 3, size: int = IMAGE_SIZE, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------ configuration
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(num_agnostic_prompts=0), r"num_agnostic_prompts must be an integer >= 1 .*got 0"),
+        (dict(num_agnostic_prompts=-3), r"num_agnostic_prompts must be an integer >= 1 .*got -3"),
+        (dict(num_agnostic_prompts=2.5), r"num_agnostic_prompts must be an integer >= 1 .*got 2.5"),
+        (dict(num_agnostic_prompts="8"), r"num_agnostic_prompts must be an integer >= 1 .*got '8'"),
+        (dict(num_agnostic_prompts=True), r"num_agnostic_prompts must be an integer >= 1 .*got True"),
+        (dict(num_agnostic_prompts=4, prompt_mode="shallow"), r"does not apply to prompt_mode='shallow'"),
+        (dict(class_chunk_size=0), r"class_chunk_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_agnostic_prompt_counts_and_chunk_sizes_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        PromptCamConfig(backbone_config=tiny_backbone_config("vit"), num_labels=5, **settings)
+
+
+def test_agnostic_prompt_parameters_do_not_grow_with_the_class_count():
+    model = agnostic_model(num_labels=40, agnostic=3)
+    head = model.prompt_head
+    assert head.agnostic_prompt_embeddings.shape == (2, 3, 32)  # layers 1..L-1 of a 3-layer backbone
+    assert head.prompt_embeddings.shape == (1, 40, 32)  # the class prompts of the last layer
+    paper = tiny_model("vit", num_labels=40).prompt_head
+    assert paper.agnostic_prompt_embeddings is None and paper.prompt_embeddings.shape == (3, 40, 32)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {
+        "prompt_head.prompt_embeddings",
+        "prompt_head.agnostic_prompt_embeddings",
+        "prompt_head.score.weight",
+        "prompt_head.score.bias",
+    }
+
+
+# ------------------------------------------------------------------------------------------ K agnostic prompts
+@pytest.mark.parametrize("family", SCALE_FAMILIES)
+def test_agnostic_prompts_forward_matches_the_straightforward_computation(family):
+    model = agnostic_model(family)
+    pixel_values = images()
+    expected = straightforward_agnostic_logits(model, pixel_values)
+    torch.testing.assert_close(model(pixel_values).logits, expected, atol=TOLERANCE, rtol=0)
+    with torch.no_grad():  # the split last layer and the cached prompt states
+        for _ in range(2):
+            torch.testing.assert_close(model(pixel_values).logits, expected, atol=TOLERANCE, rtol=0)
+
+
+def test_agnostic_prompts_gradients_match_the_straightforward_computation():
+    model = agnostic_model("dinov2_with_registers").train()
+    pixel_values, labels = images(), torch.tensor([0, 3, 6])
+    model(pixel_values, labels=labels).loss.backward()
+    fast = [p.grad.clone() for p in model.prompt_head.parameters()]
+    model.zero_grad()
+    logits = straightforward_agnostic_logits(model, pixel_values)
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    assert all(p.grad.abs().sum() > 0 for p in model.prompt_head.parameters())
+    for got, want in zip(fast, [p.grad for p in model.prompt_head.parameters()]):
+        torch.testing.assert_close(got, want, atol=TOLERANCE, rtol=0)
+
+
+def test_agnostic_prompts_save_reload_and_load_as_remote_code(tmp_path):
+    model = agnostic_model("vit", agnostic=2)
+    model.save_pretrained(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["num_agnostic_prompts"] == 2
+    pixel_values = images(2)
+    torch.save(pixel_values, tmp_path / "pixels.pt")
+    expected = model(pixel_values, trait_map_top_k=2)
+    reloaded = PromptCamForImageClassification.from_pretrained(tmp_path / "model")
+    assert reloaded.config.num_agnostic_prompts == 2
+    assert PromptCamConfig.from_dict(model.config.to_dict()).num_agnostic_prompts == 2
+    torch.testing.assert_close(reloaded(pixel_values).logits, expected.logits, atol=1e-6, rtol=0)
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["modeling_promptcam"] = None  # the package cannot be imported in this process
+        import torch
+        from transformers import AutoModelForImageClassification
+        pixels = torch.load({str(tmp_path / "pixels.pt")!r}, weights_only=True)
+        model = AutoModelForImageClassification.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True)
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        assert model.config.num_agnostic_prompts == 2
+        output = model(pixels, trait_map_top_k=2)
+        scored = model(pixels, score_classes=torch.tensor([[4, 1], [0, 6]])).logits
+        torch.save({{"logits": output.logits, "maps": output.trait_maps, "scored": scored}}, {str(tmp_path / "out.pt")!r})
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, env=env)
+    remote = torch.load(tmp_path / "out.pt", weights_only=True)
+    torch.testing.assert_close(remote["logits"], expected.logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(remote["maps"], expected.trait_maps, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        remote["scored"], expected.logits.gather(1, torch.tensor([[4, 1], [0, 6]])), atol=TOLERANCE, rtol=0
+    )
+
+
+def test_training_and_prompt_adapter_with_agnostic_prompts(tmp_path):
+    from modeling_promptcam import load_prompt_adapter
+    from modeling_promptcam.training import TrainOptions, run_training
+    from tests.helpers.training import EndOfTraining, write_image_folder, write_tiny_backbone
+
+    write_image_folder(tmp_path / "data", train_per_class=4, val_per_class=2)
+    write_tiny_backbone(tmp_path / "backbone")
+    end = EndOfTraining()
+    options = TrainOptions(
+        backbone=str(tmp_path / "backbone"),
+        data_dir=str(tmp_path / "data"),
+        output_dir=str(tmp_path / "run"),
+        epochs=2,
+        warmup_epochs=0,
+        batch_size=4,
+        learning_rate=0.05,
+        image_size=32,
+        num_agnostic_prompts=2,
+        save_prompts_only=True,
+    )
+    run_training(options, callbacks=[end])
+    trained = end.model
+    final = tmp_path / "run" / "final"
+    assert json.loads((final / "promptcam_config.json").read_text())["num_agnostic_prompts"] == 2
+    plain = load_prompt_adapter(str(final))
+    assert plain.prompt_head.agnostic_prompt_embeddings.shape[1] == 2
+    # the agnostic prompts were trained (they left their initial values) and reach the adapter
+    initial = PromptCamForImageClassification.from_pretrained(str(tmp_path / "backbone"), config=plain.config)
+    assert not torch.allclose(
+        plain.prompt_head.agnostic_prompt_embeddings, initial.prompt_head.agnostic_prompt_embeddings
+    )
+    pixel_values = images(2)
+    torch.testing.assert_close(
+        plain(pixel_values).logits, trained(pixel_values=pixel_values).logits.detach(), atol=1e-6, rtol=0
+    )
+
+
+def test_shallow_mode_with_agnostic_prompts_is_refused_by_the_training_recipe(tmp_path):
+    from modeling_promptcam.training import TrainOptions
+
+    options = TrainOptions(
+        backbone="unused", data_dir="unused", output_dir=str(tmp_path), prompt_mode="shallow", num_agnostic_prompts=4
+    )
+    with pytest.raises(ValueError, match="num_agnostic_prompts does not apply to prompt mode 'shallow'"):
+        options.recipe().validate()
+    with pytest.raises(ValueError, match="num_agnostic_prompts"):
+        TrainOptions(backbone="unused", data_dir="unused", output_dir=str(tmp_path), num_agnostic_prompts=0)
+
+
+# ------------------------------------------------------------------------------------------ score_classes
+@pytest.mark.parametrize("family", SCALE_FAMILIES)
+@pytest.mark.parametrize("variant", ["paper", "agnostic", "shallow"])
+def test_score_classes_equal_the_full_logits_gathered(family, variant):
+    if variant == "agnostic":
+        model = agnostic_model(family, num_labels=9)
+    else:
+        model = tiny_model(family, num_labels=9, prompt_mode="deep" if variant == "paper" else "shallow")
+    model.config.class_chunk_size = 2  # several chunks of candidates
+    pixel_values = images()
+    candidates = torch.tensor([[8, 0, 3, 3, 5], [1, 2, 4, 6, 7], [7, 7, 0, 8, 1]])  # duplicates are fine
+    full = model(pixel_values).logits
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            scored = model(pixel_values, score_classes=candidates)
+            assert scored.logits.shape == (3, 5)
+            torch.testing.assert_close(scored.logits, full.gather(1, candidates), atol=TOLERANCE, rtol=0)
+            with_maps = model(pixel_values, score_classes=candidates, output_trait_maps=True)
+            everything = model(pixel_values, output_trait_maps=True).trait_maps
+            assert torch.equal(with_maps.trait_map_classes, candidates)
+            torch.testing.assert_close(
+                with_maps.trait_maps, everything[torch.arange(3)[:, None], candidates], atol=TOLERANCE, rtol=0
+            )
+            top = model(pixel_values, score_classes=candidates, trait_map_top_k=2)
+            expected_top = candidates.gather(1, full.gather(1, candidates).topk(2, dim=-1).indices)
+            assert torch.equal(top.trait_map_classes, expected_top)
+
+
+def test_score_classes_do_not_compute_the_other_class_rows():
+    model = tiny_model("vit", num_labels=50)
+    model.config.class_chunk_size = 4
+    rows = []
+    original = model._prompt_logits
+    model._prompt_logits = lambda layer, prompts, attended: (
+        rows.append(attended.shape[1]) or original(layer, prompts, attended)
+    )
+    with torch.no_grad():
+        model(images(2), score_classes=torch.tensor([[3, 9, 41], [0, 1, 2]]))
+    assert rows == [3]  # the 3 candidate rows, not the 50 classes in chunks of 4
+    rows.clear()
+    with torch.no_grad():
+        model(images(2))
+    assert rows == [4] * 12 + [2]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(score_classes=torch.tensor([[0.0, 1.0]] * 2)), r"score_classes must hold integer class indices"),
+        (dict(score_classes=torch.tensor([0, 1])), r"shape \(batch_size=2, K\)"),
+        (dict(score_classes=torch.tensor([[0, 1]] * 3)), r"shape \(batch_size=2, K\)"),
+        (dict(score_classes=torch.zeros(2, 0, dtype=torch.long)), r"K >= 1"),
+        (dict(score_classes=torch.tensor([[0, 5]] * 2)), r"score_classes holds class indices outside \[0, 5\)"),
+        (dict(score_classes=torch.tensor([[0, -1]] * 2)), r"outside \[0, 5\)"),
+        (
+            dict(score_classes=torch.tensor([[0, 1]] * 2), labels=torch.tensor([0, 1])),
+            r"cannot be combined with labels",
+        ),
+        (
+            dict(score_classes=torch.tensor([[0, 1]] * 2), trait_map_top_k=3),
+            r"more than the 2 classes of score_classes",
+        ),
+    ],
+)
+def test_bad_score_classes_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model("vit")(images(2), **options)
+
+
+# ------------------------------------------------------------------------------------------ chunks and cache
+@pytest.mark.parametrize("variant", ["paper", "agnostic", "shallow"])
+def test_chunked_last_layer_equals_the_unchunked_one(variant):
+    if variant == "agnostic":
+        model = agnostic_model("dinov2_with_registers", num_labels=11)
+    else:
+        model = tiny_model(
+            "dinov2_with_registers", num_labels=11, prompt_mode="deep" if variant == "paper" else "shallow"
+        )
+    pixel_values = images()
+    targets = torch.tensor([[1, 10], [4, 4], [0, 7]])
+    results = {}
+    for chunk in (1, 3, 11, 1024):
+        model.config.class_chunk_size = chunk
+        with torch.no_grad():
+            output = model(pixel_values, output_trait_maps=True)
+            top = model(pixel_values, trait_map_top_k=3)
+            rankings = model.rank_traits(pixel_values, target_classes=targets, blur="official", stop=2)
+        grad_logits = model(pixel_values, trait_map_classes=targets)
+        results[chunk] = (output, top, rankings, grad_logits)
+    reference = results[1024]
+    if variant != "agnostic":
+        logits, maps = straightforward_forward(model, pixel_values)
+        torch.testing.assert_close(reference[0].logits, logits, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(reference[0].trait_maps, maps, atol=TOLERANCE, rtol=0)
+    for output, top, rankings, grad_logits in results.values():
+        torch.testing.assert_close(output.logits, reference[0].logits, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(output.trait_maps, reference[0].trait_maps, atol=TOLERANCE, rtol=0)
+        assert torch.equal(top.trait_map_classes, reference[1].trait_map_classes)
+        torch.testing.assert_close(top.trait_maps, reference[1].trait_maps, atol=TOLERANCE, rtol=0)
+        assert [[r.ranked_heads for r in image] for image in rankings] == [
+            [r.ranked_heads for r in image] for image in reference[2]
+        ]
+        torch.testing.assert_close(grad_logits.logits, reference[0].logits, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(grad_logits.trait_maps, reference[3].trait_maps, atol=TOLERANCE, rtol=0)
+
+
+def test_image_independent_prompt_states_are_cached_in_eval_and_refreshed_when_parameters_change():
+    model = tiny_model("vit", num_labels=6)
+    calls = []
+    original = model._prompt_keys_values
+    model._prompt_keys_values = lambda layer, prompts: calls.append(1) or original(layer, prompts)
+    pixel_values = images()
+    with torch.no_grad():
+        first = model(pixel_values).logits
+        assert len(calls) == 2  # layers 1..L-1 of a 3-layer backbone, computed once
+        second = model(images(2, seed=5)).logits
+        assert len(calls) == 2  # another batch: taken from the cache
+        assert model._prompt_states.states
+        torch.testing.assert_close(model(pixel_values).logits, first, atol=0, rtol=0)
+        assert second.shape == (2, 6)
+
+        # an in-place change of a prompt (as an optimizer step) refreshes the cache: the outputs follow
+        model.prompt_head.prompt_embeddings[0].mul_(-1.0)
+        changed = model(pixel_values).logits
+        assert len(calls) == 4
+    expected, _ = straightforward_forward(model, pixel_values, capture_maps=False)
+    torch.testing.assert_close(changed, expected, atol=TOLERANCE, rtol=0)
+    assert not torch.allclose(changed, first)
+
+    # a backbone weight the prompts' keys depend on, changed through load_state_dict
+    state = model.state_dict()
+    key = next(name for name in state if name.endswith("layers.0.attention.k_proj.weight"))
+    state[key] = state[key] * 0.5
+    model.load_state_dict(state)
+    with torch.no_grad():
+        reloaded = model(pixel_values).logits
+    expected, _ = straightforward_forward(model, pixel_values, capture_maps=False)
+    torch.testing.assert_close(reloaded, expected, atol=TOLERANCE, rtol=0)
+
+    # an edit through .data bypasses the version counters: clear_prompt_state_cache() is the way to say so
+    with torch.no_grad():
+        model(pixel_values)
+    model.prompt_head.prompt_embeddings.data[1].mul_(-1.0)
+    model.clear_prompt_state_cache()
+    with torch.no_grad():
+        edited = model(pixel_values).logits
+    expected, _ = straightforward_forward(model, pixel_values, capture_maps=False)
+    torch.testing.assert_close(edited, expected, atol=TOLERANCE, rtol=0)
+
+    model.train()  # training mode empties the cache and does not fill it
+    assert not model._prompt_states.states
+    with torch.no_grad():
+        model(pixel_values)
+    assert not model._prompt_states.states
+    model.eval()
+    model(pixel_values)  # with autograd: nothing cached either (the prompts need their gradients)
+    assert not model._prompt_states.states
+
+
+# ------------------------------------------------------------------------------------------ memory bound
+class LargestTensors(TorchDispatchMode):
+    """Records the shape of every tensor an operator creates (views included) while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        for value in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(value, torch.Tensor):
+                self.shapes.append((str(func), tuple(value.shape), value.numel()))
+        return output
+
+
+@pytest.mark.parametrize("agnostic", [None, 8])
+def test_many_classes_run_without_a_tensor_of_classes_times_patches(agnostic):
+    num_labels, batch, size = 1000, 2, 64  # 8x8 patches
+    if agnostic is None:
+        model = tiny_model("vit", num_labels=num_labels, image_size=size)
+    else:
+        model = agnostic_model("vit", num_labels=num_labels, agnostic=agnostic, image_size=size)
+    num_heads = model.config.backbone_config.num_attention_heads
+    num_patches = (size // 8) ** 2
+    # a (B, C, heads, M) tensor, even one head of it: B * C * M elements or more
+    bound = batch * num_labels * num_patches
+    pixel_values = images(batch, size)
+    model.config.class_chunk_size = 32
+    with torch.no_grad():
+        full = model(pixel_values).logits
+        for options in (dict(), dict(trait_map_top_k=5), dict(score_classes=torch.tensor([[3, 999]] * batch))):
+            with LargestTensors() as recorder:
+                output = model(pixel_values, **options)
+            largest = max(recorder.shapes, key=lambda entry: entry[2])
+            assert largest[2] < bound, f"{options}: {largest} has >= {bound} elements"
+            if "trait_map_top_k" in options:
+                assert output.trait_maps.shape == (batch, 5, num_heads, 8, 8)
+                torch.testing.assert_close(output.logits, full, atol=TOLERANCE, rtol=0)
+        # the check is real: without chunks the last layer forms the (B, heads, C, T) scores
+        model.config.class_chunk_size = num_labels
+        with LargestTensors() as recorder:
+            model(pixel_values)
+        assert max(entry[2] for entry in recorder.shapes) >= batch * num_heads * num_labels * num_patches
+
+
+def test_prompt_cam_pipeline_gives_maps_of_its_top_k_labels_only_in_bounded_memory(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from transformers import pipeline
+
+    num_labels = 1000
+    model = tiny_model("vit", num_labels=num_labels, image_size=64)
+    model.config.class_chunk_size = 32
+    model.save_pretrained(tmp_path / "model")
+    explainer = pipeline("prompt-cam", model=str(tmp_path / "model"))
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    with LargestTensors() as recorder:
+        results = explainer(picture, top_k=3)
+    assert [entry["trait_maps"].shape for entry in results] == [(4, 8, 8)] * 3
+    with torch.no_grad():
+        pixels = explainer.image_processor(picture, return_tensors="pt")["pixel_values"]
+        logits = explainer.model(pixels).logits[0]
+    top = logits.topk(3).indices.tolist()
+    assert [entry["label"] for entry in results] == [model.config.id2label[i] for i in top]
+    largest = max(recorder.shapes, key=lambda entry: entry[2])
+    # the unchunked last layer would form the (1, heads, C, T) scores: 4 x 1000 x 65 elements; the largest tensors
+    # left are views of the prompt parameters (L - 1, C, D) = 64,000
+    assert largest[2] < num_labels * 4 * 64 // 2, largest
+
+
+@pytest.mark.parametrize(
+    "extra, code, named",
+    [
+        (["--num-agnostic-prompts", "0"], 2, ["--num-agnostic-prompts", "integer >= 1", "got '0'"]),
+        (["--num-agnostic-prompts", "2.5"], 2, ["--num-agnostic-prompts", "integer"]),
+        (["--prompt-mode", "shallow", "--num-agnostic-prompts", "4"], 1, ["does not apply to prompt mode 'shallow'"]),
+    ],
+)
+def test_train_cli_refuses_bad_agnostic_prompt_counts_before_any_work(extra, code, named, tmp_path, capsys):
+    from modeling_promptcam.cli import main as cli_main
+
+    argv = ["train", "--backbone", "b", "--data-dir", "d", "--output-dir", str(tmp_path / "out")] + extra
+    try:
+        got = cli_main(argv)
+    except SystemExit as exit_:
+        got = exit_.code
+    err = capsys.readouterr().err
+    assert got == code, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1, err
+    for text in named:
+        assert text in err, (text, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_cli_takes_the_agnostic_prompt_count(capsys):
+    from modeling_promptcam.cli import main as cli_main
+    from modeling_promptcam.demo.options import DemoOptions
+
+    assert DemoOptions(num_agnostic_prompts=50).num_agnostic_prompts == 50
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["demo", "--num-agnostic-prompts", "0"])
+    assert exit_.value.code == 2
+    assert "--num-agnostic-prompts" in capsys.readouterr().err
+
+
+def test_a_stock_backbone_folder_loads_with_an_agnostic_prompt_count(tmp_path):
+    from tests.helpers.training import write_tiny_backbone
+
+    write_tiny_backbone(tmp_path / "backbone")
+    model = PromptCamForImageClassification.from_pretrained(
+        str(tmp_path / "backbone"), num_labels=12, num_agnostic_prompts=3
+    )
+    assert model.config.num_agnostic_prompts == 3
+    assert model.prompt_head.agnostic_prompt_embeddings.shape[1] == 3
+    assert model.prompt_head.prompt_embeddings.shape[:2] == (1, 12)
+    with pytest.raises(ValueError, match="does not apply to prompt_mode='shallow'"):
+        PromptCamForImageClassification.from_pretrained(
+            str(tmp_path / "backbone"), num_labels=12, num_agnostic_prompts=3, prompt_mode="shallow"
+        )
