@@ -75,7 +75,7 @@ def test_a_registered_blur_mode_is_picked_up_by_blur_modes_and_rank_traits(scrat
         torch.testing.assert_close(
             torch.tensor(ranking.target_scores), torch.full((4,), ranking.initial_score), atol=1e-5, rtol=0
         )
-    with pytest.raises(ValueError, match=re.escape("('paper', 'official', 'spatial', 'unchanged'), got 'gaussian'")):
+    with pytest.raises(ValueError, match=re.escape("one of paper, official, spatial, unchanged, got 'gaussian'")):
         model.rank_traits(pixel_values, blur="gaussian")
     with pytest.raises(ValueError, match="blur mode named 'paper' is already registered"):
         register_blur_mode("paper", "again")(keep_heads)
