@@ -75,10 +75,14 @@ def main() -> int:
         parser.error(f"{summary_file} does not exist: run `make demo` (or promptcam demo --out {args.demo}) first.")
     with open(summary_file, encoding="utf-8") as file:
         demo = json.load(file)
+    # the summary names its folders as the demo was given them (relative to where it ran); the demo's own layout
+    # (DEMO/training/final, DEMO/data) finds them from anywhere
+    model_dir = _demo_folder(demo["model_dir"], os.path.join(args.demo, "training", "final"))
+    data_dir = _demo_folder(demo["data_dir"], os.path.join(args.demo, "data"))
     options = AtlasOptions(
-        model=demo["model_dir"],
-        data=demo["data_dir"],
-        parts=demo["data_dir"],
+        model=model_dir,
+        data=data_dir,
+        parts=data_dir,
         output_dir=args.out or os.path.join(args.demo, "atlas"),
         all_images=args.all_images,
         batch_size=args.batch_size,
