@@ -63,6 +63,10 @@ def atlas_table(atlas) -> tuple[str, bool]:
     return "\n".join(lines), hits >= TARGET_CLASSES and above
 
 
+def _demo_folder(recorded: str, in_layout: str) -> str:
+    return recorded if os.path.isabs(recorded) or not os.path.isdir(in_layout) else in_layout
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", default="demo_output", help="a finished demo run (its summary.json)")
