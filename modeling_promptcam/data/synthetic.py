@@ -314,6 +314,20 @@ def _rng(seed: int, split: str, class_index: int, index: int) -> np.random.Gener
     return np.random.default_rng([seed, SPLITS[split], class_index, index])
 
 
+def _check_generation(out_dir: str | os.PathLike, train_per_class: int, val_per_class: int, image_size: int) -> Path:
+    """The checks both generators make before drawing anything; returns the output folder."""
+    if train_per_class < 1 or val_per_class < 1:
+        raise ValueError(
+            f"train_per_class and val_per_class must be at least 1, got {train_per_class}, {val_per_class}."
+        )
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64 px, got {image_size}.")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} already holds files; choose a new or empty folder.")
+    return out
+
+
 def generate_dataset(
     out_dir: str | os.PathLike,
     train_per_class: int = 48,
@@ -326,15 +340,7 @@ def generate_dataset(
 
     Raises `ValueError` for counts below 1 or a folder that already holds files (images are never overwritten).
     """
-    if train_per_class < 1 or val_per_class < 1:
-        raise ValueError(
-            f"train_per_class and val_per_class must be at least 1, got {train_per_class}, {val_per_class}."
-        )
-    if image_size < 64:
-        raise ValueError(f"image_size must be at least 64 px, got {image_size}.")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} already holds files; choose a new or empty folder.")
+    out = _check_generation(out_dir, train_per_class, val_per_class, image_size)
     jobs = [
         (split, class_index, index)
         for split, count in (("train", train_per_class), ("val", val_per_class))
@@ -468,15 +474,7 @@ def generate_taxonomy_dataset(
     the union of the three traits), plus `DIR/masks-<level>/<split>/<species>/<name>.png` per level and
     `DIR/taxonomy.csv` (`species,genus,family`), then `DIR/dataset.json`. Deterministic by seed: image i of species
     c in a split depends only on (seed, split, c, i)."""
-    if train_per_class < 1 or val_per_class < 1:
-        raise ValueError(
-            f"train_per_class and val_per_class must be at least 1, got {train_per_class}, {val_per_class}."
-        )
-    if image_size < 64:
-        raise ValueError(f"image_size must be at least 64 px, got {image_size}.")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} already holds files; choose a new or empty folder.")
+    out = _check_generation(out_dir, train_per_class, val_per_class, image_size)
     leaves = taxonomy_classes()
     jobs = [
         (split, class_index, index)
