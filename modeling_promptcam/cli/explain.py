@@ -49,7 +49,7 @@ def run(options: ExplainOptions) -> int:
 
 def _run_parquet(options: ExplainOptions) -> int:
     from ..explain.dataset import explain_dataset, process_state
-    from .train import distributed_exit
+    from .distributed import distributed_exit
 
     with distributed_exit() as outcome:
         result = explain_dataset(options)
