@@ -502,3 +502,63 @@ def test_run_training_refuses_taxonomy_options_instead_of_ignoring_them(workspac
         run_training(options)
     with pytest.raises(ValueError, match="No taxonomy given"):
         run_taxonomy_training(TrainOptions(backbone="b", data_dir="d", output_dir=str(tmp_path / "x")))
+
+
+def test_train_command_reads_the_levels_from_dataset_columns_end_to_end(workspace, tmp_path, capsys):
+    """`promptcam train --dataset DIR --levels family,genus,species`: the taxonomy comes from the dataset's columns,
+    every level is learnt, and the saved folder holds the same tree as the table of the image folder."""
+    import datasets
+
+    features = datasets.Features(
+        {
+            "img": datasets.Image(),
+            "species": datasets.ClassLabel(names=CLASSES),
+            "genus": datasets.Value("string"),
+            "family": datasets.Value("string"),
+        }
+    )
+    splits = {}
+    for split, folder in (("train", "train"), ("validation", "val")):
+        paths = sorted((workspace / "data" / folder).glob("*/*.png"))
+        rows = {
+            "img": [str(path) for path in paths],
+            "species": [CLASSES.index(path.parent.name) for path in paths],
+            "genus": [SPECIES[path.parent.name][0] for path in paths],
+            "family": [SPECIES[path.parent.name][1] for path in paths],
+        }
+        splits[split] = datasets.Dataset.from_dict(rows, features=features)
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "dataset"))
+
+    arguments = train_arguments(workspace, tmp_path / "run")[:-2]  # without --taxonomy FILE
+    arguments[arguments.index("--data-dir") : arguments.index("--data-dir") + 2] = [
+        "--dataset",
+        str(tmp_path / "dataset"),
+        "--image-column",
+        "img",
+        "--label-column",
+        "species",
+    ]
+    code = cli_main([*arguments, "--levels", "family,genus,species"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    for level, chance in CHANCE.items():
+        assert summary["validation"]["top_down"][level] > chance + 0.2, level
+    model = PromptCamTaxonomy.from_pretrained(tmp_path / "run" / "final")
+    table = read_taxonomy(workspace / "taxonomy.csv", CLASSES)
+    assert model.taxonomy.levels == table.levels == ("family", "genus", "species")
+    for species in CLASSES:
+        assert model.taxonomy.ancestors(species) == table.ancestors(species)
+    images, _ = validation_images(workspace)
+    for prediction in model.predict(images[:4]):
+        assert set(prediction) == {"family", "genus", "species"}
+        ancestors = table.ancestors(prediction["species"][0])
+        assert all(prediction[level][0] == ancestors[level] for level in ("family", "genus"))
+
+    # a level the dataset lacks is an error naming the columns it has, before any training
+    bad = [*arguments]
+    bad[bad.index("--output-dir") + 1] = str(tmp_path / "bad")
+    code = cli_main([*bad, "--levels", "order,species"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "error: " in err and "has no column order (columns: img, species, genus, family)" in err
+    assert not (tmp_path / "bad" / "models").exists()

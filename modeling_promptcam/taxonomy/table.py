@@ -260,7 +260,12 @@ def _level_order(header, rows, classes, levels, source) -> tuple[str, ...]:
 
 
 def taxonomy_from_columns(
-    dataset, levels: Sequence[str], class_names: Sequence[str], label_column: str = "label", source: str = "dataset"
+    dataset,
+    levels: Sequence[str],
+    class_names: Sequence[str],
+    label_column: str = "label",
+    source: str = "dataset",
+    shown_columns: Sequence[str] | None = None,
 ) -> Taxonomy:
     """A [`Taxonomy`] from a dataset split with one column per level above the classes.
 
@@ -268,6 +273,8 @@ def taxonomy_from_columns(
         dataset: a `datasets.Dataset` with `label_column` (a `ClassLabel`) and a column per name of `levels[:-1]`.
         levels: root first; the last name is the class level (its groups are the class labels).
         class_names: the labels' names.
+        shown_columns: the column names a message lists (default: the dataset's); the caller passes the names the
+            user gave where it renamed columns on loading.
 
     Row numbers in messages are example indices of the split.
     """
@@ -275,7 +282,8 @@ def taxonomy_from_columns(
     missing = [name for name in levels[:-1] if name not in dataset.column_names]
     if missing:
         raise TaxonomyError(
-            f"{source} has no column {', '.join(missing)} (columns: {', '.join(dataset.column_names)}); --levels "
+            f"{source} has no column {', '.join(missing)} (columns: "
+            f"{', '.join(dataset.column_names if shown_columns is None else shown_columns)}); --levels "
             "names one column per level, root first, and the class level last."
         )
     columns = {name: dataset[name] for name in levels[:-1]}

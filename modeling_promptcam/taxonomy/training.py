@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 
+from ..data.transforms import SAMPLE_ID
 from ..files import write_json_atomically
 from ..training.options import TrainOptions
 from ..training.trainer import (
@@ -130,7 +131,10 @@ def load_taxonomy_data(options: TrainOptions):
             levels = tuple(options.levels)
             if levels[-1] not in (options.label_column, "label"):
                 levels = (*levels, options.label_column)
-            taxonomy = taxonomy_from_columns(dataset["train"], levels, names, "label", options.dataset)
+            # the columns as the user named them: loading renamed the image and label columns and added the sample id
+            renamed = {"image": options.image_column, "label": options.label_column}
+            shown = [renamed.get(name, name) for name in dataset["train"].column_names if name != SAMPLE_ID]
+            taxonomy = taxonomy_from_columns(dataset["train"], levels, names, "label", options.dataset, shown)
     return dataset, names, taxonomy
 
 
