@@ -252,6 +252,7 @@ def test_summary_records_the_schedule_the_trainer_followed(tiny_backbone, tmp_pa
         image_size=IMAGE_SIZE,
         report_images_per_class=1,
         time_budget=0.05,
+        cpu_bf16=False,  # float32 whatever the CPU, so the recorded schedule does not depend on the machine
     )
     summary = run_demo(options, step_timer=fake_timer)
     written = json.loads((tmp_path / "summary.json").read_text())["schedule"]
