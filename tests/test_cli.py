@@ -61,12 +61,30 @@ def test_every_options_field_is_a_flag_with_the_fields_help(command):
         ("demo", "prompt_mode", PROMPT_MODES),
         ("faithfulness", "methods", ALL_METHODS),
         ("atlas", "blur", BLUR_MODES),
+        ("taxonomy-key", "blur", BLUR_MODES),
         ("faithfulness", "target", TARGETS),
         ("faithfulness", "scorer", SCORERS),
     ],
 )
 def test_choices_are_the_registries_themselves(command, dest, registry):
     assert action_for(command, dest).choices is registry  # not a copy typed again
+
+
+@pytest.mark.parametrize("dest", ["blur", "stop", "alpha"])
+def test_the_trait_flags_read_the_same_on_every_command(dest):
+    # one definition per trait flag (explain/trait_options.py): the same help, choices and reader wherever it appears
+    from modeling_promptcam.explain.trait_options import ALPHA_HELP, BLUR_HELP, STOP_HELP
+
+    commands = [command for command in COMMANDS if [a for a in subparser(command)._actions if a.dest == dest]]
+    assert len(commands) >= 2, f"--{dest} is expected on several commands, found {commands}"
+    actions = [action_for(command, dest) for command in commands]
+    for command, action in zip(commands, actions):
+        assert action.help.startswith({"blur": BLUR_HELP, "stop": STOP_HELP, "alpha": ALPHA_HELP}[dest]), command
+        assert action.choices is actions[0].choices and action.type.__name__ == actions[0].type.__name__, command
+    if dest == "stop":
+        assert all(action.type("3") == 3 and action.type("misclassified") == "misclassified" for action in actions)
+        with pytest.raises(argparse.ArgumentTypeError):
+            actions[0].type("0")
 
 
 def test_the_default_methods_leave_out_the_opt_in_ones():

@@ -12,27 +12,20 @@ Space. Two tabs:
 [`TraitExplorer`] holds the model (loaded once) and does the work without any Gradio types, so it is tested as plain
 Python; [`build_app`] lays it out in Gradio and turns [`InputError`]s into readable messages in the page. Model calls
 go through one queue (one request at a time, the others wait their turn), and [`launch`] binds to 127.0.0.1 unless
-told otherwise.
+told otherwise. What the explorer reads (uploads, example folders, the model, the atlas) is checked in `app/inputs.py`,
+what it shows is drawn in `app/views.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
-import io
-import logging
 import os
 import threading
-import warnings
-from dataclasses import dataclass
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..data.images import IMAGE_EXTENSIONS, to_rgb
+from ..data.images import to_rgb
 from ..explain.explanation import Explanation, explain_image, resolve_class
-from ..extras import require
-from ..files import check_model_folder
 from ..modeling_promptcam import (
     BLUR_MODE_TABLE,
     BLUR_MODES,
@@ -43,13 +36,35 @@ from ..modeling_promptcam import (
     promptcam_image_processor,
 )
 
-logger = logging.getLogger(__name__)
+# what the explorer reads and what it shows moved to app/inputs.py and app/views.py; their old import path works
+from .inputs import (
+    MAX_PIXELS,
+    ExampleImage,
+    InputError,
+    find_examples,
+    load_model,
+    logger,  # noqa: F401 (re-exported: its old import path)
+    open_image,
+    read_atlas,
+    too_large,
+    whole_number,
+)
+from .views import (
+    ATLAS_COLUMNS,
+    DISPLAY_SIDE,  # noqa: F401 (re-exported: its old import path)
+    ClassAtlasView,
+    ExplorerView,
+    display_copy,
+    explanation_summary,
+    figure_image,
+    figures_module,
+    markdown_escape,
+    overlay_image,
+    rate,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-# PIL's own decompression-bomb threshold (about 89 megapixels): larger images are refused before they are decoded
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS
-DISPLAY_SIDE = 448  # overlays and figures are drawn on a copy at most this many pixels on its longer side
 GALLERY_IMAGES = 4
 EXAMPLES_PER_CLASS = 2  # in the Explain tab's examples table (the class gallery uses all of a class's images)
 QUEUE_SIZE = 32  # requests waiting beyond this many get a "queue is full" message instead of piling up
@@ -58,193 +73,6 @@ STOP_MISCLASSIFIED, STOP_NUMBER = "misclassified", NUMBER_STOP_RULE
 STOP_LABELS = {rule.name: f"{rule.name}: {rule.description}" for rule in STOP_RULES.values()}
 # what a blurred head's attention becomes, from the model's table of blur modes (modeling_promptcam.rank_traits)
 BLUR_LABELS = {mode.name: f"{mode.name}: {mode.description}" for mode in BLUR_MODE_TABLE.values()}
-
-
-ATLAS_COLUMNS = (
-    "rank", "head", "named part", "named-part rate", "consistency", "consistent part", "stability", "top-trait rate",
-    "distinctiveness", "images",
-)  # fmt: skip
-
-
-class InputError(ValueError):
-    """Input the app cannot use (not an image, too large, an unknown class, ...): the message is shown to the user."""
-
-
-def _whole_number(value, what: str, low: int, high: int | None = None) -> int:
-    """`value` as an int in `[low, high]` (a float with no fraction counts, as a slider gives it), else
-    [`InputError`] naming `what` and the range."""
-    allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not number.is_integer() or number < low or (high is not None and number > high):
-        raise InputError(f"The {what} must be a whole number {allowed}, got {value!r}.")
-    return int(number)
-
-
-@dataclass
-class ExampleImage:
-    path: str
-    label: str  # the name of the folder it is in: its true class
-    class_index: int | None  # that class's index in the model, None when the model has no class of that name
-
-
-@dataclass
-class ExplorerView:
-    """What the "Explain an image" tab shows for one image."""
-
-    explanation: Explanation  # its `image` is the display copy (at most DISPLAY_SIDE pixels)
-    predictions: dict[str, float]  # top-k class name -> probability
-    summary: str  # Markdown
-    top_traits: list[tuple[Image.Image, str]]  # one overlay per top trait, in rank order, with its caption
-    heads: Image.Image  # every head of the predicted class
-    misclassified: Image.Image | None  # true vs predicted, when a true class is given and differs
-    comparison: Image.Image | None  # the compared class's prompt beside the predicted class's
-
-
-@dataclass
-class ClassAtlasView:
-    """What the "Class atlas" tab shows for one class."""
-
-    summary: str  # Markdown
-    rows: list[list]  # one row per head in rank order, the columns of ATLAS_COLUMNS
-    gallery: list[tuple[Image.Image, str]]  # per head (rank order): its most confident image with its map, caption
-
-
-def read_atlas(path: str | os.PathLike, model: PromptCamForImageClassification) -> dict:
-    """An `atlas.json` of `promptcam atlas` for `model`: keyed by the model's class indices. Raises `AtlasFileError`
-    for a file of another layout or with classes the model does not have."""
-    from ..evaluation.atlas import AtlasFileError, read_atlas_json
-
-    data = read_atlas_json(path)
-    by_index, unknown = {}, []
-    for name, entry in data.items():
-        index = resolve_class(model, name)
-        if index is None:
-            unknown.append(name)
-        else:
-            by_index[index] = entry
-    if unknown:
-        raise AtlasFileError(
-            f"{path} has classes the model does not know: {', '.join(unknown[:5])}; use the atlas of this model "
-            "(promptcam atlas --model the same folder)."
-        )
-    return by_index
-
-
-def _rate(value) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def figures_module():
-    """`explain.figures`, the explorer's drawing code, once matplotlib is known to be there: without it,
-    [`~modeling_promptcam.extras.MissingDependencyError`] naming the `app` extra (which installs it with gradio)."""
-    require("matplotlib", "app", "The trait explorer")
-    from ..explain import figures
-
-    return figures
-
-
-def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """An uploaded file as an 8-bit RGB image, by the package's one decoding rule (`data.images.to_rgb`, as in
-    training and the `prompt-cam` pipeline: EXIF orientation applied, 16-bit and float grey rescaled by their range,
-    alpha dropped).
-
-    Raises [`InputError`] for a missing or unreadable file and for images over `max_pixels` (checked from the
-    header, before the pixels are decoded)."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise InputError(f"Upload an image file (got {type(path).__name__}).")
-    name = os.path.basename(os.fsdecode(path))
-    if os.path.isdir(path):
-        raise InputError(f"{name} is a folder, not an image file; upload a JPEG, PNG, WebP, BMP, GIF or TIFF file.")
-    try:
-        with warnings.catch_warnings():  # PIL's decompression-bomb warning: the size is checked right here instead
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)
-        with opened:
-            width, height = opened.size
-            if width * height > max_pixels:
-                raise InputError(_too_large(name, f"{width} x {height} pixels", max_pixels))
-            opened.load()  # every pixel: a truncated upload fails here, as an unreadable file
-            try:
-                return to_rgb(opened)
-            except ValueError as error:  # NaN / inf pixels or a mode with no RGB conversion: the rule says which
-                raise InputError(f"{name}: {error}") from None
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file.") from None
-    except Image.DecompressionBombError as error:  # raised by Image.open itself beyond twice PIL's limit
-        size = f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, PIL's decompression-bomb limit"
-        raise InputError(_too_large(name, size, max_pixels)) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise InputError(
-            f"{name} is not an image this app can read ({type(error).__name__}); upload a JPEG, PNG, WebP, BMP, GIF "
-            "or TIFF file."
-        ) from None
-
-
-def _too_large(name: str, size: str, max_pixels: int) -> str:
-    limit = f"{max_pixels / 1e6:.0f} megapixels" if max_pixels >= 1e6 else f"{max_pixels} pixels"
-    return f"{name} is too large ({size}); the app accepts images up to {limit}. Downscale it and upload it again."
-
-
-def find_examples(folder: str | os.PathLike, model: PromptCamForImageClassification) -> list[ExampleImage]:
-    """The images of an imagefolder tree `folder/<class name>/<image>`, sorted by class then file name; the class
-    folder name (a model class name, or an official `NNN.Class_Name` folder) is the true label."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"examples folder {folder} does not exist.")
-    examples = []
-    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
-        if not entry.is_dir() or entry.name.startswith("."):
-            continue
-        files = sorted(
-            name
-            for name in os.listdir(entry.path)
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
-        )
-        index = resolve_class(model, entry.name)
-        if index is None and files:
-            logger.warning("examples: %s is not a class of the model; its images get no true class.", entry.name)
-        examples += [ExampleImage(os.path.join(entry.path, name), entry.name, index) for name in files]
-    return examples
-
-
-def load_model(model_id: str) -> tuple[PromptCamForImageClassification, object]:
-    """A Prompt-CAM model (a saved folder or a Hub id) in eval mode and its image processor (the model's saved one,
-    else Prompt-CAM's evaluation preprocessing)."""
-    from transformers import AutoImageProcessor
-
-    if os.path.isdir(model_id):
-        check_model_folder(model_id)  # names a damaged file or a folder of another kind of model
-    elif os.path.exists(model_id) or os.path.isabs(model_id) or model_id.startswith((".", "~")):
-        raise FileNotFoundError(
-            f"{model_id} is not a model folder; give a folder saved by save_pretrained / promptcam train / promptcam "
-            "convert, or a Hub model id."
-        )
-    model = PromptCamForImageClassification.from_pretrained(model_id).eval()
-    try:
-        processor = AutoImageProcessor.from_pretrained(model_id)
-    except (OSError, ValueError):  # a folder saved without its preprocessor_config.json
-        processor = promptcam_image_processor(model.config)
-    return model, processor
-
-
-def _display_copy(image: Image.Image) -> Image.Image:
-    display = image.copy()
-    display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.BILINEAR)
-    return display
-
-
-def _to_image(figure) -> Image.Image:
-    with Image.open(io.BytesIO(figures_module().png_bytes(figure))) as png:
-        return png.convert("RGB")
-
-
-def _overlay_image(image: Image.Image, trait_map: np.ndarray, alpha: float) -> Image.Image:
-    blended = figures_module().overlay(image, trait_map, alpha=alpha)
-    return Image.fromarray((blended * 255.0).round().astype(np.uint8))
 
 
 class TraitExplorer:
@@ -314,7 +142,7 @@ class TraitExplorer:
             raise InputError(f"Unknown stop rule {rule!r}: use {known}.")
         if rule != STOP_NUMBER:
             return parse_stop_rule(rule, self.num_heads)
-        return parse_stop_rule(_whole_number(count, "number of traits", 1, self.num_heads), self.num_heads)
+        return parse_stop_rule(whole_number(count, "number of traits", 1, self.num_heads), self.num_heads)
 
     def warm_up(self) -> None:
         """One explanation of a blank image, so that the first user's request does not also pay for the one-time
@@ -343,7 +171,7 @@ class TraitExplorer:
         with self._lock:
             explanation = explain_image(self.model, self.image_processor, image, **options)
         # the model saw the full image; the figures only need a display-sized copy
-        return dataclasses.replace(explanation, image=_display_copy(explanation.image))
+        return dataclasses.replace(explanation, image=display_copy(explanation.image))
 
     def explain(
         self,
@@ -359,7 +187,7 @@ class TraitExplorer:
         self._check_settings(blur, alpha)
         stop = self._check_stop(stop)
         # more predictions than classes list every class (as the pipelines do); fewer than one is a mistake
-        top_k = min(_whole_number(top_k, "number of predictions", 1), self.model.config.num_labels)
+        top_k = min(whole_number(top_k, "number of predictions", 1), self.model.config.num_labels)
         true_index = self.class_index(true_class, "true class")
         compare_index = self.class_index(compare_class, "class to compare")
         if isinstance(image, Image.Image):
@@ -370,7 +198,7 @@ class TraitExplorer:
         else:
             picture = open_image(image, self.max_pixels)
         if picture.width * picture.height > self.max_pixels:
-            raise InputError(_too_large("The image", f"{picture.width} x {picture.height} pixels", self.max_pixels))
+            raise InputError(too_large("The image", f"{picture.width} x {picture.height} pixels", self.max_pixels))
         explanation = self._explain(
             picture,
             top_k=top_k,
@@ -387,19 +215,21 @@ class TraitExplorer:
         viz = figures_module()
         predicted = explanation.predicted
         top_traits = [
-            (_overlay_image(explanation.image, predicted.trait_maps[head], alpha), f"rank {rank + 1}: head {head}")
+            (overlay_image(explanation.image, predicted.trait_maps[head], alpha), f"rank {rank + 1}: head {head}")
             for rank, head in enumerate(predicted.ranking.top_traits)
         ]
         comparison = None
         if compare_index is not None and compare_index != predicted.class_index:
-            comparison = _to_image(viz.plot_class_vs_class(explanation, explanation.requested[0], alpha=alpha))
-        misclassified = _to_image(viz.plot_misclassification(explanation, alpha=alpha)) if explanation.true else None
+            comparison = figure_image(viz.plot_class_vs_class(explanation, explanation.requested[0], alpha=alpha))
+        misclassified = (
+            figure_image(viz.plot_misclassification(explanation, alpha=alpha)) if explanation.true else None
+        )
         return ExplorerView(
             explanation=explanation,
             predictions=dict(explanation.predictions),
-            summary=_summary(explanation, true_index, compare_index),
+            summary=explanation_summary(explanation, true_index, compare_index),
             top_traits=top_traits,
-            heads=_to_image(viz.plot_head_grid(explanation.image, predicted, alpha=alpha)),
+            heads=figure_image(viz.plot_head_grid(explanation.image, predicted, alpha=alpha)),
             misclassified=misclassified,
             comparison=comparison,
         )
@@ -420,7 +250,7 @@ class TraitExplorer:
         saying what the model predicts for each image."""
         self._check_settings(blur, alpha)
         stop = self._check_stop(stop)
-        count = _whole_number(count, "number of gallery images", 1)
+        count = whole_number(count, "number of gallery images", 1)
         if not class_name:
             raise InputError("Pick a class first.")
         examples = self.examples_of(class_name)
@@ -440,7 +270,7 @@ class TraitExplorer:
             view = explanation.requested[0]
             name, score = explanation.predictions[0]
             caption = f"{os.path.basename(example.path)}: predicted {name} ({score:.2f})"
-            figures.append((_to_image(viz.plot_top_traits(explanation.image, view, alpha=alpha)), caption))
+            figures.append((figure_image(viz.plot_top_traits(explanation.image, view, alpha=alpha)), caption))
         return figures
 
     def class_atlas(self, class_name: str, count: int = GALLERY_IMAGES, alpha: float = 0.5) -> ClassAtlasView:
@@ -458,9 +288,9 @@ class TraitExplorer:
             raise InputError(f"The atlas has no images of {class_name}; pick one of the classes it lists.")
         entry, name = self.atlas[index], self.class_names[index]
         rows = [
-            [rank + 1, head["head"], head["named_part"] or "", _rate(head["named_part_rate"]),
-             _rate(head["consistency"]), head.get("consistency_part") or "", _rate(head["stability"]),
-             _rate(head["top_trait_rate"]), _rate(head.get("distinctiveness")), head.get("images", entry["images"])]
+            [rank + 1, head["head"], head["named_part"] or "", rate(head["named_part_rate"]),
+             rate(head["consistency"]), head.get("consistency_part") or "", rate(head["stability"]),
+             rate(head["top_trait_rate"]), rate(head.get("distinctiveness")), head.get("images", entry["images"])]
             for rank, head in enumerate(entry["heads"])
         ]  # fmt: skip
         consistent = entry.get("consistent_share")
@@ -481,29 +311,10 @@ class TraitExplorer:
             trait_map = explanation.requested[0].trait_maps[head["head"]]
             part = f", {head['named_part']}" if head["named_part"] else ""
             caption = f"rank {rank + 1}: head {head['head']}{part} ({os.path.basename(images[0]['image'])})"
-            gallery.append((_overlay_image(explanation.image, trait_map, float(alpha)), caption))
+            gallery.append((overlay_image(explanation.image, trait_map, float(alpha)), caption))
         if missing:
             lines.append(f"{missing} gallery image(s) named in the atlas are no longer on disk and are not shown.")
         return ClassAtlasView(summary="\n\n".join(lines), rows=rows, gallery=gallery)
-
-
-def _summary(explanation: Explanation, true_index: int | None, compare_index: int | None) -> str:
-    predicted = explanation.predicted
-    ranking = predicted.ranking
-    heads = ", ".join(str(head) for head in ranking.top_traits)
-    lines = [
-        f"**Predicted: {markdown_escape(predicted.name)}** (p = {predicted.score:.3f}). Top traits: head(s) {heads} "
-        f"of {len(ranking.ranked_heads)} (blur: {ranking.blur}, stop: {ranking.stop})."
-    ]
-    if explanation.true is not None:
-        lines.append(
-            f"Misclassified: the true class is **{markdown_escape(explanation.true.name)}** (p = {explanation.true.score:.3f})."
-        )
-    elif true_index is not None:
-        lines.append("Correct: the prediction is the true class.")
-    if compare_index is not None and compare_index == predicted.class_index:
-        lines.append("The class to compare is the predicted class; its maps are the ones above.")
-    return "\n\n".join(lines)
 
 
 __all__ = [
@@ -523,8 +334,3 @@ __all__ = [
     "open_image",
     "read_atlas",
 ]
-
-
-def markdown_escape(text: str) -> str:
-    """Class names shown as Markdown: escaped, so a name cannot inject markup."""
-    return html.escape(text).replace("*", r"\*").replace("_", r"\_")

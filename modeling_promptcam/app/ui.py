@@ -62,6 +62,39 @@ def _path_of(payload) -> str | None:
     return str(payload)
 
 
+def _figure_gallery(gr, label: str, columns: int, elem_id: str):
+    """A gallery of figures: PNGs shown whole (never cropped) at their own height, `columns` to a row."""
+    return gr.Gallery(
+        label=label,
+        columns=columns,
+        fit_columns=False,
+        height="auto",
+        format="png",
+        object_fit="contain",
+        elem_id=elem_id,
+    )
+
+
+def _figure(gr, label: str, elem_id: str, visible: bool = True):
+    """One figure, shown as a PNG the user cannot edit."""
+    return gr.Image(label=label, format="png", interactive=False, visible=visible, elem_id=elem_id)
+
+
+def _on_model_call(gr, triggers, event, inputs, outputs, api_name: str) -> None:
+    """Wire an event that calls the model (inside the Blocks being built)."""
+    # every model call shares one queue slot (concurrency_id): requests wait their turn instead of competing; the
+    # events read uploads themselves (preprocess=False), with the explorer's checks and messages
+    gr.on(
+        triggers,
+        event,
+        inputs=inputs,
+        outputs=outputs,
+        api_name=api_name,
+        concurrency_id="model",
+        preprocess=False,
+    )
+
+
 def build_app(
     model_or_path: str | os.PathLike | PromptCamForImageClassification | TraitExplorer,
     examples_dir: str | os.PathLike | None = None,
@@ -192,31 +225,12 @@ def build_app(
                 with gr.Column(scale=2):
                     predictions = gr.Label(num_top_classes=10, label="Predictions", elem_id="predictions")
                     summary = gr.Markdown(elem_id="summary")
-                    top_traits = gr.Gallery(
-                        label="Top traits of the predicted class, in rank order",
-                        columns=4,
-                        fit_columns=False,
-                        height="auto",
-                        format="png",
-                        object_fit="contain",
-                        elem_id="top-traits",
+                    top_traits = _figure_gallery(
+                        gr, "Top traits of the predicted class, in rank order", 4, elem_id="top-traits"
                     )
-                    head_grid = gr.Image(
-                        label="All heads of the predicted class (rank per head)",
-                        format="png",
-                        interactive=False,
-                        elem_id="head-grid",
-                    )
-                    misclassified = gr.Image(
-                        label="True vs predicted",
-                        format="png",
-                        interactive=False,
-                        visible=False,
-                        elem_id="misclassified",
-                    )
-                    comparison = gr.Image(
-                        label="Compared class", format="png", interactive=False, visible=False, elem_id="comparison"
-                    )
+                    head_grid = _figure(gr, "All heads of the predicted class (rank per head)", "head-grid")
+                    misclassified = _figure(gr, "True vs predicted", "misclassified", visible=False)
+                    comparison = _figure(gr, "Compared class", "comparison", visible=False)
         with gr.Tab("Class gallery"):
             with gr.Row():
                 gallery_class = gr.Dropdown(
@@ -231,15 +245,7 @@ def build_app(
             gallery_note = gr.Markdown(
                 "" if explorer.examples else "No example images: start the app with --examples DIR/<class>/<image>."
             )
-            gallery = gr.Gallery(
-                label="Top traits",
-                columns=2,
-                fit_columns=False,
-                height="auto",
-                format="png",
-                object_fit="contain",
-                elem_id="gallery",
-            )
+            gallery = _figure_gallery(gr, "Top traits", 2, elem_id="gallery")
 
         with gr.Tab("Class atlas"):
             with gr.Row():
@@ -262,43 +268,33 @@ def build_app(
             atlas_table = gr.Dataframe(
                 headers=list(ATLAS_COLUMNS), interactive=False, wrap=True, elem_id="atlas-table"
             )
-            atlas_gallery = gr.Gallery(
-                label="Each head's most confident image, with its map",
-                columns=4,
-                fit_columns=False,
-                height="auto",
-                format="png",
-                object_fit="contain",
-                elem_id="atlas-gallery",
+            atlas_gallery = _figure_gallery(
+                gr, "Each head's most confident image, with its map", 4, elem_id="atlas-gallery"
             )
 
-        # every model call shares one queue slot (concurrency_id): requests wait their turn instead of competing
-        gr.on(
+        _on_model_call(
+            gr,
             [image.change, explain_button.click, compare_class.input],
             explain_event,
-            inputs=[image, true_class, compare_class, blur, rule, count, alpha, top_k],
-            outputs=[predictions, summary, top_traits, head_grid, misclassified, comparison],
-            api_name="explain",
-            concurrency_id="model",
-            preprocess=False,
+            [image, true_class, compare_class, blur, rule, count, alpha, top_k],
+            [predictions, summary, top_traits, head_grid, misclassified, comparison],
+            "explain",
         )
-        gr.on(
+        _on_model_call(
+            gr,
             [gallery_button.click, gallery_class.input],
             gallery_event,
-            inputs=[gallery_class, gallery_count, blur, rule, count, alpha],
-            outputs=[gallery, gallery_note],
-            api_name="gallery",
-            concurrency_id="model",
-            preprocess=False,
+            [gallery_class, gallery_count, blur, rule, count, alpha],
+            [gallery, gallery_note],
+            "gallery",
         )
-        gr.on(
+        _on_model_call(
+            gr,
             [atlas_button.click, atlas_class.input],
             atlas_event,
-            inputs=[atlas_class, atlas_count, alpha],
-            outputs=[atlas_summary, atlas_table, atlas_gallery],
-            api_name="atlas",
-            concurrency_id="model",
-            preprocess=False,
+            [atlas_class, atlas_count, alpha],
+            [atlas_summary, atlas_table, atlas_gallery],
+            "atlas",
         )
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo

@@ -18,22 +18,8 @@ OPTIONS = (SyntheticOptions,)
 def run(options: SyntheticOptions) -> int:
     from ..data.synthetic import generate_dataset, generate_taxonomy_dataset
 
-    if options.taxonomy:
-        info = generate_taxonomy_dataset(
-            options.output_dir,
-            options.train_per_class,
-            options.val_per_class,
-            options.seed,
-            options.image_size,
-            progress=options.progress,
-        )
-        print(
-            f"Wrote a {len(info['levels'])}-level taxonomy of {len(info['classes'])} species x "
-            f"({options.train_per_class} train + {options.val_per_class} val) images, a trait mask per level and "
-            f"{info['taxonomy']} to {options.output_dir}."
-        )
-        return 0
-    info = generate_dataset(
+    generate = generate_taxonomy_dataset if options.taxonomy else generate_dataset
+    info = generate(
         options.output_dir,
         options.train_per_class,
         options.val_per_class,
@@ -41,6 +27,13 @@ def run(options: SyntheticOptions) -> int:
         options.image_size,
         progress=options.progress,
     )
+    if options.taxonomy:
+        print(
+            f"Wrote a {len(info['levels'])}-level taxonomy of {len(info['classes'])} species x "
+            f"({options.train_per_class} train + {options.val_per_class} val) images, a trait mask per level and "
+            f"{info['taxonomy']} to {options.output_dir}."
+        )
+        return 0
     fraction = info["trait_fraction"]
     print(
         f"Wrote {len(info['classes'])} classes x ({options.train_per_class} train + {options.val_per_class} val) images "

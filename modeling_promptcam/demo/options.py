@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..compat import renamed_fields
 from ..configuration_promptcam import PROMPT_MODES
-from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
+from ..explain.trait_options import blur_field, stop_field
 from ..ranges import check_ranges
 
 
@@ -60,11 +60,8 @@ class DemoOptions:
             "for one epoch is refused with the minimum; 0: no budget, --epochs at --image-size",
         },
     )
-    blur: str = field(default="spatial", metadata={"help": "head blurring for the ranking", "choices": BLUR_MODES})
-    stop: str | int = field(
-        default="misclassified",
-        metadata={"help": "top traits: 'misclassified' (paper) or a number of heads", "parse": parse_stop_rule},
-    )
+    blur: str = blur_field("spatial")
+    stop: str | int = stop_field()
     tolerance: int = field(
         default=1,
         metadata={"help": "patches between the map peak and the trait mask that still count as a hit", "min": 0},

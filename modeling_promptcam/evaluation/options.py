@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..compat import renamed_fields
-from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
+from ..explain.trait_options import blur_field, stop_field
 from ..ranges import check_ranges
 from .atlas import (
     DEFAULT_BOX_SIZE,
@@ -115,11 +115,8 @@ class FaithfulnessOptions:
             "parse": parse_heads,
         },
     )
-    blur: str = field(default="paper", metadata={"help": "head blurring of the trait ranking", "choices": BLUR_MODES})
-    stop: str | int = field(
-        default="misclassified",
-        metadata={"help": "top traits: 'misclassified' (paper) or a number of heads", "parse": parse_stop_rule},
-    )
+    blur: str = blur_field()
+    stop: str | int = stop_field()
     probe: str | None = field(
         default=None,
         metadata={"help": "use this saved probe (OUT/probe of an earlier run; default: train one)"},
@@ -191,11 +188,8 @@ class AtlasOptions:
     noise_clip: float = field(
         default=DEFAULT_NOISE_CLIP, metadata={"above": 0, "help": "... clipped to +- this (default: %(default)s)"}
     )
-    blur: str = field(default="paper", metadata={"help": "head blurring of the trait ranking", "choices": BLUR_MODES})
-    stop: str | int = field(
-        default="misclassified",
-        metadata={"help": "top traits: 'misclassified' (paper) or a number of heads", "parse": parse_stop_rule},
-    )
+    blur: str = blur_field()
+    stop: str | int = stop_field()
     min_images: int = field(
         default=DEFAULT_MIN_IMAGES,
         metadata={"min": 1, "help": "classes with fewer evaluated images are flagged as small samples"},

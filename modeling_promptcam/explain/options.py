@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
 from ..ranges import check_ranges
+from .trait_options import alpha_field, blur_field, stop_field
 
 FORMATS = ("html", "parquet")  # what `promptcam explain` writes (docs/traits.md)
 
@@ -47,17 +47,9 @@ class ExplainOptions:
             "help": "predictions listed per image (--format parquet: at most the model's class count)",
         },
     )
-    blur: str = field(
-        default="paper",
-        metadata={"help": "head blurring for the ranking (see docs/traits.md)", "choices": BLUR_MODES},
-    )
-    stop: str | int = field(
-        default="misclassified",
-        metadata={"help": "top traits: 'misclassified' (paper) or a number of heads", "parse": parse_stop_rule},
-    )
-    alpha: float = field(
-        default=0.5, metadata={"min": 0, "max": 1, "help": "opacity of the maps over the image (--format html)"}
-    )
+    blur: str = blur_field()
+    stop: str | int = stop_field()
+    alpha: float = alpha_field(applies_to="--format html")
     output_dir: str = field(
         default="promptcam_explain",
         metadata={

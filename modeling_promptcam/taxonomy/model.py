@@ -1,125 +1,37 @@
 """[`PromptCamTaxonomy`]: a hierarchical Prompt-CAM, one frozen backbone shared by one prompt-only model per taxonomy
-node (`node` mode: a key that tells each node's children apart) or per level (`level` mode: the paper's relabelling).
+node (`node` mode: a key that tells each node's children apart) or per level (`level` mode: the paper's relabelling):
+loading, saving, top-down and flat prediction, and the key of an image.
 
-A saved taxonomy folder (`OUTPUT_DIR/final` of `promptcam train --taxonomy`, or `save_pretrained`)::
-
-    DIR/taxonomy.json              the taxonomy, the mode, the backbone reference and fingerprint, the models
-    DIR/preprocessor_config.json   the image processor every model shares
-    DIR/<model id>/                one prompt-only PEFT adapter per model (adapter_model.safetensors,
-                                   adapter_config.json, promptcam_config.json), a few MB each
-
-The backbone is not copied: `taxonomy.json` names it (as `--backbone` was given) and records a fingerprint of its
-weights, so loading refuses a backbone other than the one the adapters were trained on.
+Which models a taxonomy needs: `taxonomy.units`; the saved folder (`taxonomy.json` and one prompt-only adapter per
+model) and its refusals: `taxonomy.folder`. Their names are importable from here as before.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..configuration_promptcam import PromptCamConfig
-from ..files import write_json_atomically
 from ..modeling_promptcam import BackboneDriver, PromptCamForImageClassification, TraitRanking
-from ..training.adapters import ADAPTER_CONFIG_FILE, PROMPTCAM_CONFIG_FILE
-from ..training.options import TAXONOMY_MODES
-from .table import ROOT, Taxonomy
-
-TAXONOMY_FILE = "taxonomy.json"
-FORMAT_VERSION = 1
-MODES = TAXONOMY_MODES  # the registry lives with the options that choose from it
-# the backbone settings that decide whether a prompt fits a backbone; a difference means another backbone
-BACKBONE_SIGNATURE = (
-    "model_type",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "patch_size",
-    "num_channels",
+from .folder import (
+    BACKBONE_SIGNATURE,
+    FORMAT_VERSION,  # noqa: F401 (re-exported: its old import path)
+    TAXONOMY_FILE,
+    TaxonomyFolderError,
+    backbone_fingerprint,
+    backbone_signature,
+    check_backbone,
+    check_units_match,
+    read_taxonomy_file,
+    read_unit_config,
+    write_taxonomy_file,
 )
-
-
-class TaxonomyFolderError(ValueError):
-    """A taxonomy folder that cannot be used: missing or mismatched adapters, or another backbone (names the fix)."""
-
-
-@dataclass(frozen=True)
-class TaxonomyUnit:
-    """One Prompt-CAM of a taxonomy: which groups it tells apart.
-
-    Attributes:
-        id: its folder name in the taxonomy folder.
-        level: the level whose groups are its classes.
-        parent: node mode: the group (of the level above; `ROOT` for the first level) whose children it tells apart;
-            level mode: None (it tells every group of its level apart).
-        classes: its class names in label order (sorted group names).
-    """
-
-    id: str
-    level: str
-    parent: str | None
-    classes: tuple[str, ...]
-
-    def describe(self) -> str:
-        if self.parent is None:
-            return f"level {self.level} ({len(self.classes)} groups)"
-        where = "the root" if self.parent == ROOT else self.parent
-        return f"node {where} ({len(self.classes)} {self.level} children)"
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "group"
-
-
-def plan_units(taxonomy: Taxonomy, mode: str) -> tuple[list[TaxonomyUnit], list[str]]:
-    """The models a taxonomy needs in `mode`, and the named skips (nodes or levels with a single group: nothing to
-    learn, the one group is chosen with probability 1)."""
-    if mode not in MODES:
-        raise ValueError(f"Unknown taxonomy mode {mode!r}; expected one of {', '.join(MODES)}.")
-    units, skipped = [], []
-    if mode == "level":
-        for level in taxonomy.levels:
-            groups = taxonomy.groups[level]
-            if len(groups) < 2:
-                skipped.append(f"level {level} has a single group ({groups[0]}): nothing to learn, skipped")
-            else:
-                units.append(TaxonomyUnit(f"level-{_safe(level)}", level, None, groups))
-        return units, skipped
-    for level, group in taxonomy.internal_nodes():
-        below = taxonomy.level_below(level)
-        children = taxonomy.children(level, group)
-        if len(children) < 2:
-            if level is None:
-                skipped.append(f"level {below} has a single group ({children[0]}): nothing to learn, skipped")
-            else:
-                skipped.append(f"{level} {group} has a single {below} ({children[0]}): nothing to learn, skipped")
-            continue
-        unit_id = "root" if level is None else f"node-{len(units):03d}-{_safe(group)}"
-        units.append(TaxonomyUnit(unit_id, below, group if level is not None else ROOT, children))
-    return units, skipped
-
-
-def backbone_signature(config) -> dict:
-    """The settings of a backbone config that a prompt depends on ([`BACKBONE_SIGNATURE`])."""
-    values = config if isinstance(config, dict) else config.to_dict()
-    return {key: values.get(key) for key in BACKBONE_SIGNATURE}
-
-
-def backbone_fingerprint(backbone: torch.nn.Module) -> str:
-    """A SHA-256 of the backbone's weights (names and values, float32): the same checkpoint gives the same value."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(backbone.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
+from .table import ROOT, Taxonomy
+from .units import MODES, TaxonomyUnit, plan_units
 
 
 @dataclass
@@ -233,7 +145,7 @@ class PromptCamTaxonomy:
 
     # ------------------------------------------------------------------------------------------------- saving
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write the folder described in the module docstring (prompt-only adapters, `taxonomy.json`)."""
+        """Write the folder described in `taxonomy.folder` (prompt-only adapters, `taxonomy.json`)."""
         from ..training.adapters import save_prompt_adapter, wrap_for_prompt_training
 
         directory = os.fspath(directory)
@@ -275,7 +187,7 @@ class PromptCamTaxonomy:
         mode = info["mode"]
         units = [TaxonomyUnit(u["id"], u["level"], u["parent"], tuple(u["classes"])) for u in info["units"]]
         check_units_match(taxonomy, mode, units, directory)
-        configs = {unit.id: _unit_config(directory, unit, info) for unit in units}
+        configs = {unit.id: read_unit_config(directory, unit, info) for unit in units}
         source = backbone or info["backbone"]
         models: dict[str, PromptCamForImageClassification] = {}
         shared = None
@@ -285,7 +197,7 @@ class PromptCamTaxonomy:
                     source, config=configs[unit.id], key_mapping=BACKBONE_KEY_MAPPING
                 )
                 shared = model.backbone
-                _check_backbone(shared, info, source, directory)
+                check_backbone(shared, info, source, directory)
             else:
                 model = PromptCamForImageClassification(configs[unit.id])
                 model.backbone = shared  # one backbone in memory: every model's prompts run on it
@@ -429,121 +341,6 @@ class PromptCamTaxonomy:
             steps.append(step)
             parent = chosen
         return TaxonomyKey(rgb, steps)
-
-
-# ----------------------------------------------------------------------------------------------------- the folder
-def write_taxonomy_file(
-    directory: str,
-    taxonomy: Taxonomy,
-    mode: str,
-    units: Sequence[TaxonomyUnit],
-    backbone: str,
-    fingerprint: str | None,
-    skipped: Sequence[str],
-    backbone_config: dict | None = None,
-    extra: dict | None = None,
-) -> dict:
-    """Write `taxonomy.json` (atomically) and return what it holds."""
-    if backbone_config is None:
-        with open(os.path.join(directory, units[0].id, PROMPTCAM_CONFIG_FILE), encoding="utf-8") as handle:
-            backbone_config = json.load(handle)["backbone_config"]
-    info = {
-        "format_version": FORMAT_VERSION,
-        "mode": mode,
-        "taxonomy": taxonomy.to_dict(),
-        "backbone": backbone,
-        "backbone_signature": backbone_signature(backbone_config),
-        "fingerprint": fingerprint,
-        "units": [asdict(unit) | {"classes": list(unit.classes)} for unit in units],
-        "skipped": list(skipped),
-        **(extra or {}),
-    }
-    write_json_atomically(os.path.join(directory, TAXONOMY_FILE), info)
-    return info
-
-
-def read_taxonomy_file(directory: str) -> dict:
-    path = os.path.join(directory, TAXONOMY_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{directory} is not a taxonomy folder (no {TAXONOMY_FILE}); give the final/ folder of "
-            "promptcam train --taxonomy or a folder written by PromptCamTaxonomy.save_pretrained."
-        )
-    try:
-        with open(path, encoding="utf-8") as handle:
-            info = json.load(handle)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise TaxonomyFolderError(f"{path} is not valid JSON ({error}); train or save the taxonomy again.") from None
-    missing = [key for key in ("mode", "taxonomy", "backbone", "units") if key not in info]
-    if missing or info.get("mode") not in MODES:
-        raise TaxonomyFolderError(
-            f"{path} is not a taxonomy file of this package (missing {', '.join(missing) or 'a known mode'}); train "
-            "or save the taxonomy again."
-        )
-    return info
-
-
-def check_units_match(taxonomy: Taxonomy, mode: str, units: Sequence[TaxonomyUnit], directory: str) -> None:
-    """Refuse a folder whose models are not the ones its taxonomy needs (one missing, one extra, other classes)."""
-    expected, _ = plan_units(taxonomy, mode)
-    wanted = {(u.level, u.parent): u.classes for u in expected}
-    listed = {(u.level, u.parent): u.classes for u in units}
-    problems = []
-    for key, classes in wanted.items():
-        if key not in listed:
-            problems.append(f"no model for {TaxonomyUnit('', key[0], key[1], classes).describe()}")
-        elif listed[key] != classes:
-            problems.append(
-                f"the model for {key[1] or key[0]} has classes {list(listed[key])}, expected {list(classes)}"
-            )
-    problems += [f"an unexpected model for {key[1] or key[0]}" for key in listed if key not in wanted]
-    for unit in units:
-        if not os.path.isfile(os.path.join(directory, unit.id, ADAPTER_CONFIG_FILE)):
-            problems.append(f"{unit.id}/{ADAPTER_CONFIG_FILE} is missing")
-    if problems:
-        raise TaxonomyFolderError(
-            f"{directory}: the adapters do not match its taxonomy: {'; '.join(problems[:8])}. Train the taxonomy "
-            "again (promptcam train --taxonomy ... --resume finishes a run that was cut short)."
-        )
-
-
-def _unit_config(directory: str, unit: TaxonomyUnit, info: dict) -> PromptCamConfig:
-    folder = os.path.join(directory, unit.id)
-    try:
-        with open(os.path.join(folder, PROMPTCAM_CONFIG_FILE), encoding="utf-8") as handle:
-            config = PromptCamConfig.from_dict(json.load(handle))
-        with open(os.path.join(folder, ADAPTER_CONFIG_FILE), encoding="utf-8") as handle:
-            recorded = json.load(handle).get("base_model_name_or_path")
-    except (OSError, ValueError) as error:
-        raise TaxonomyFolderError(f"{folder} is not a readable prompt adapter ({error}); train it again.") from None
-    classes = tuple(config.id2label[i] for i in range(config.num_labels))
-    if classes != unit.classes:
-        raise TaxonomyFolderError(
-            f"{folder}: the adapter's classes {list(classes)} do not match {TAXONOMY_FILE} ({list(unit.classes)}); "
-            "the folder was assembled from different runs: train the taxonomy again."
-        )
-    if backbone_signature(config.backbone_config) != info.get("backbone_signature") or recorded != info["backbone"]:
-        raise TaxonomyFolderError(
-            f"{folder} was trained on another backbone ({recorded}) than the taxonomy's ({info['backbone']}); every "
-            "model of a taxonomy shares one backbone: train the taxonomy again on one --backbone."
-        )
-    return config
-
-
-def _check_backbone(backbone, info: dict, source: str, directory: str) -> None:
-    signature = backbone_signature(backbone.config)
-    if signature != info.get("backbone_signature"):
-        changed = [key for key in BACKBONE_SIGNATURE if signature[key] != info["backbone_signature"].get(key)]
-        raise TaxonomyFolderError(
-            f"{source} is another backbone than the one the adapters of {directory} were trained on ({info['backbone']}"
-            f"; {', '.join(changed)} differ); load with that backbone or train the taxonomy again."
-        )
-    recorded = info.get("fingerprint")
-    if recorded and backbone_fingerprint(backbone) != recorded:
-        raise TaxonomyFolderError(
-            f"{source} has other weights than the backbone the adapters of {directory} were trained on "
-            f"({info['backbone']}); load with that checkpoint (backbone=...) or train the taxonomy again."
-        )
 
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..modeling_promptcam import BLUR_MODES, parse_stop_rule
+from ..explain.trait_options import alpha_field, blur_field, stop_field
 from ..ranges import check_ranges
 
 
@@ -26,15 +26,9 @@ class TaxonomyKeyOptions:
             "metavar": "CLASS",
         },
     )
-    blur: str = field(
-        default="paper",
-        metadata={"help": "head blurring for the ranking (see docs/traits.md)", "choices": BLUR_MODES},
-    )
-    stop: str | int = field(
-        default="misclassified",
-        metadata={"help": "top traits: 'misclassified' (paper) or a number of heads", "parse": parse_stop_rule},
-    )
-    alpha: float = field(default=0.5, metadata={"min": 0, "max": 1, "help": "opacity of the maps over the image"})
+    blur: str = blur_field()
+    stop: str | int = stop_field()
+    alpha: float = alpha_field()
     output_dir: str = field(
         default="promptcam_taxonomy_key",
         metadata={"help": "output folder: <image name>/taxonomy_key.png and report.html", "aliases": ["--out"]},

@@ -25,10 +25,10 @@ from ..data.transforms import SAMPLE_ID
 from ..files import write_json_atomically
 from ..training.options import TrainOptions
 from ..training.trainer import (
-    PREVIOUS_FINAL_SUFFIX,
     SUMMARY_FILE,
     check_output_writable,
     last_complete_checkpoint,
+    replace_final,
     restore_final,
     run_training,
 )
@@ -279,12 +279,7 @@ def assemble_final(options, taxonomy, mode, units, skipped, final_dir: str) -> N
         backbone_config=config_dict["backbone_config"],
         extra={"recipe": options.recipe().to_dict(), "preset": options.preset},
     )
-    restore_final(final_dir)
-    previous = final_dir + PREVIOUS_FINAL_SUFFIX
-    if os.path.isdir(final_dir):
-        os.replace(final_dir, previous)
-    os.replace(staging, final_dir)
-    shutil.rmtree(previous, ignore_errors=True)
+    replace_final(staging, final_dir)
 
 
 def _complete_adapter(final: str) -> bool:

@@ -326,6 +326,13 @@ def save_final(model, image_processor, final_dir: str, summary: dict) -> None:
         model.save_pretrained(staging)
     image_processor.save_pretrained(staging)
     write_model_card(staging, summary)
+    replace_final(staging, final_dir)
+
+
+def replace_final(staging: str, final_dir: str) -> None:
+    """Move the complete folder `staging` into place as `final_dir` so that a complete folder exists at every
+    instant: an existing `final_dir` is renamed to `<final_dir>.previous`, the new one renamed in, the previous one
+    deleted ([`restore_final`] finishes or undoes a replace a kill cut short)."""
     restore_final(final_dir)
     previous = final_dir + PREVIOUS_FINAL_SUFFIX
     if os.path.isdir(final_dir):
@@ -356,7 +363,8 @@ __all__ = [
     "check_output_writable",
     "close_process_group",
     "last_complete_checkpoint",
-    "run_training",
+    "replace_final",
     "restore_final",
+    "run_training",
     "save_final",
 ]
