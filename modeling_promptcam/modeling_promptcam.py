@@ -392,18 +392,28 @@ def _fused_attention_kernel() -> Callable | None:
     return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
-def fused_attention_applies(*tensors: torch.Tensor) -> bool:
-    """Whether [`attention_parts`] runs the fused kernel on these tensors: CPU tensors of a floating dtype, without
-    autograd (the split attention is an inference path), and not while tracing, exporting or compiling (the graphs keep
-    the explicit operators they had)."""
+# CPU inference finishes the last layer's class-prompt rows this many rows (images x classes) at a time: the MLP's
+# (rows, intermediate size) activations then stay in cache and below the allocator's mmap threshold, instead of being
+# page-faulted in afresh for every chunk of classes (about a tenth of the last layer's time at C = 10,000). Each row is
+# computed on its own, so no number changes.
+PROMPT_ROW_TILE = 512
+
+
+def cpu_inference(*tensors: torch.Tensor) -> bool:
+    """CPU tensors of a floating dtype, without autograd, and not while tracing, exporting or compiling (the graphs
+    keep the operators they had): where the inference-only CPU paths below apply."""
     return (
-        USE_FUSED_ATTENTION_PARTS
-        and not torch.is_grad_enabled()
+        not torch.is_grad_enabled()
         and all(tensor.device.type == "cpu" and tensor.is_floating_point() for tensor in tensors)
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
-        and _fused_attention_kernel() is not None
     )
+
+
+def fused_attention_applies(*tensors: torch.Tensor) -> bool:
+    """Whether [`attention_parts`] runs the fused kernel on these tensors: [`cpu_inference`], the kernel exists in this
+    torch, and `USE_FUSED_ATTENTION_PARTS` is on."""
+    return USE_FUSED_ATTENTION_PARTS and cpu_inference(*tensors) and _fused_attention_kernel() is not None
 
 
 def attention_parts(
@@ -1432,6 +1442,20 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         Returns:
             logits `(B, n)`: output projection, residuals, MLP, the backbone's final LayerNorm, the shared head.
         """
+        batch, num_rows = attended.shape[:2]
+        step = max(1, PROMPT_ROW_TILE // batch)
+        if num_rows > step and not self.training and cpu_inference(attended):
+            tiles = []
+            for start in range(0, num_rows, step):
+                prompts = prompt_states if prompt_states.shape[1] == 1 else prompt_states[:, start : start + step]
+                tiles.append(self._prompt_row_logits(layer, prompts, attended[:, start : start + step]))
+            return torch.cat(tiles, dim=1)
+        return self._prompt_row_logits(layer, prompt_states, attended)
+
+    def _prompt_row_logits(
+        self, layer: nn.Module, prompt_states: torch.Tensor, attended: torch.Tensor
+    ) -> torch.Tensor:
+        """[`_prompt_logits`] for one tile of rows (each row is computed on its own: LayerNorms and MLP are per row)."""
         projected = attention_output(self.driver.attention(layer))(attended)
         hidden_states = self._residual(prompt_states, self.driver.attention_branch(layer, projected))
         hidden_states = self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))

@@ -395,11 +395,16 @@ def test_fused_inference_path_equals_the_explicit_and_straightforward_ones(famil
             top = model(pixel_values, trait_map_top_k=4)
             scored = model(pixel_values, score_classes=candidates)
             again = model(pixel_values)  # in eval: from the cached prompt states
-        return full, top, scored, again
+        rankings = model.rank_traits(pixel_values, target_classes=candidates[:, :2], blur="paper", stop=2)
+        return full, top, scored, again, rankings
 
+    # explicit matmuls, the last layer's rows in one tile per chunk of classes
     monkeypatch.setattr(modeling, "USE_FUSED_ATTENTION_PARTS", False)
+    monkeypatch.setattr(modeling, "PROMPT_ROW_TILE", 10**9)
     explicit = outputs()
+    # the fused kernel, and (in eval) the rows in tiles of 2 classes x 3 images
     monkeypatch.setattr(modeling, "USE_FUSED_ATTENTION_PARTS", True)
+    monkeypatch.setattr(modeling, "PROMPT_ROW_TILE", 6)
     calls = recorded_fused_kernel_calls(monkeypatch)
     fused = outputs()
     grad = model(pixel_values, output_trait_maps=True)  # with autograd: the backbone's attention over all keys
@@ -413,7 +418,16 @@ def test_fused_inference_path_equals_the_explicit_and_straightforward_ones(famil
         logits, maps = straightforward_forward(model, pixel_values)
     else:
         logits, maps = straightforward_agnostic_logits(model, pixel_values), grad.trait_maps.detach()
-    for full, top, scored, again in (explicit, fused):
+    ranked = [[ranking.ranked_heads for ranking in image] for image in explicit[4]]
+    assert [[ranking.ranked_heads for ranking in image] for image in fused[4]] == ranked
+    for full, top, scored, again, rankings in (explicit, fused):
+        scores = [[ranking.target_scores for ranking in image] for image in rankings]
+        torch.testing.assert_close(
+            torch.tensor(scores),
+            torch.tensor([[ranking.target_scores for ranking in image] for image in explicit[4]]),
+            atol=TOLERANCE,
+            rtol=0,
+        )
         torch.testing.assert_close(full.logits, logits, atol=TOLERANCE, rtol=0)
         torch.testing.assert_close(full.trait_maps, maps, atol=TOLERANCE, rtol=0)
         torch.testing.assert_close(again.logits, logits, atol=TOLERANCE, rtol=0)
