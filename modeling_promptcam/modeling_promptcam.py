@@ -380,6 +380,88 @@ def softmax_parts_in_steps(
     return torch.cat([part[0] for part in parts], dim=2), torch.cat([part[1] for part in parts], dim=2)
 
 
+# Inference on CPU computes the attention parts above with torch's fused flash-attention kernel for CPU, which also
+# returns the log-sum-exp: no (rows, keys) score tensor is materialised and the exponentials stay in cache. Set to
+# False to compute them with the explicit matmuls of `softmax_parts` (the reference the fused kernel is tested against).
+USE_FUSED_ATTENTION_PARTS = True
+
+
+def _fused_attention_kernel() -> Callable | None:
+    """torch's CPU flash-attention operator `(query, key, value, dropout_p, is_causal, *, attn_mask, scale) ->
+    (output, logsumexp)`, when this torch has it; None otherwise."""
+    return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+# CPU inference finishes the last layer's class-prompt rows this many rows (images x classes) at a time: the MLP's
+# (rows, intermediate size) activations then stay in cache and below the allocator's mmap threshold, instead of being
+# page-faulted in afresh for every chunk of classes (about a tenth of the last layer's time at C = 10,000). Each row is
+# computed on its own, so no number changes.
+PROMPT_ROW_TILE = 512
+
+
+def cpu_inference(*tensors: torch.Tensor) -> bool:
+    """CPU tensors of a floating dtype, without autograd, and not while tracing, exporting or compiling (the graphs
+    keep the operators they had): where the inference-only CPU paths below apply."""
+    return (
+        not torch.is_grad_enabled()
+        and all(tensor.device.type == "cpu" and tensor.is_floating_point() for tensor in tensors)
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
+def fused_attention_applies(*tensors: torch.Tensor) -> bool:
+    """Whether [`attention_parts`] runs the fused kernel on these tensors: [`cpu_inference`], the kernel exists in this
+    torch, and `USE_FUSED_ATTENTION_PARTS` is on."""
+    return USE_FUSED_ATTENTION_PARTS and cpu_inference(*tensors) and _fused_attention_kernel() is not None
+
+
+def attention_parts(
+    attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, budget: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log-sum-exp `(b, heads, n)` and attention output `(b, heads, n, head_dim)` (float32) of `query` over `key`,
+    `value`, as [`softmax_parts_in_steps`] computes them (which runs where the fused kernel does not apply, see
+    [`fused_attention_applies`]). `query` and `key` may have a batch of 1 where the other has B (shared by the batch):
+    a query shared by B images is expanded; the queries of B images over shared keys are folded into one batch of
+    B x n rows."""
+    if not fused_attention_applies(query, key, value):
+        return softmax_parts_in_steps(attention, query, key, value, budget)
+    kernel = _fused_attention_kernel()
+    scale = attention_scaling(attention)
+    batch, num_heads, rows, head_dim = query.shape
+    if batch > 1 and key.shape[0] == 1:  # shared keys: one batch of B x n query rows
+        folded = query.transpose(0, 1).reshape(1, num_heads, batch * rows, head_dim)
+        output, lse = kernel(folded, key, value, 0.0, False, scale=scale)
+        output = output[0].view(num_heads, batch, rows, head_dim).transpose(0, 1)
+        return lse[0].view(num_heads, batch, rows).transpose(0, 1).float(), output.float()
+    if batch == 1 and key.shape[0] > 1:  # a query shared by the batch
+        query = query.expand(key.shape[0], -1, -1, -1)
+    output, lse = kernel(query, key, value, 0.0, False, scale=scale)
+    return lse.float(), output.float()
+
+
+def merge_attention_parts(
+    first: tuple[torch.Tensor, torch.Tensor], second: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype
+) -> torch.Tensor:
+    """The attention over two parts of the keys from each part's `(log-sum-exp (b, heads, n), output (b, heads, n,
+    head_dim))`: the outputs weighted by each part's share of the softmax mass, `sigmoid(lse_1 - lse_2)` for the
+    first, in one pass written straight into the `(B, n, heads * head_dim)` layout the output projection reads.
+    Without autograd only (it writes into a new tensor through `out=`)."""
+    (first_lse, first_output), (second_lse, second_output) = first, second
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():  # graphs: the same merge without `out=`
+        lse = torch.logaddexp(first_lse, second_lse)
+        merged = (
+            torch.exp(first_lse - lse)[..., None] * first_output
+            + torch.exp(second_lse - lse)[..., None] * second_output
+        ).to(dtype)
+        return merged.transpose(1, 2).reshape(merged.shape[0], merged.shape[2], -1)
+    share = torch.sigmoid(first_lse - second_lse)[..., None]
+    shape = torch.broadcast_shapes(first_output.shape, second_output.shape, share.shape)
+    merged = torch.empty(shape[0], shape[2], shape[1], shape[3], dtype=first_output.dtype, device=first_output.device)
+    torch.lerp(second_output, first_output, share, out=merged.transpose(1, 2))
+    return merged.to(dtype).view(shape[0], shape[2], -1)
+
+
 def rows_of(tensor: torch.Tensor, rows: slice | torch.Tensor, batch: int, dim: int) -> torch.Tensor:
     """Rows of `tensor` `(1 or B, ...)` along `dim`: a slice, or `(B, n)` indices per image (the result then has B
     entries in dim 0)."""
@@ -1199,12 +1281,24 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         query = self.driver.rotate(query, position_state)
         key = self.driver.rotate(key, position_state)
         batch = hidden_states.shape[0]
+        split = None
         if prompts is not None:
             prompt_key, prompt_value = prompt_keys_values or self._prompt_keys_values(layer, prompts)
-            key = torch.cat((prompt_key.expand(batch, -1, -1, -1), key), dim=2)
-            value = torch.cat((prompt_value.expand(batch, -1, -1, -1), value), dim=2)
+            if not output_attentions and self._splits_prompt_attention(attention, prompt_key, key):
+                # the prompts' keys are shared by the batch: attended apart, without a per-image copy of them
+                budget = self.config.class_chunk_size * key.shape[2]
+                split = merge_attention_parts(
+                    attention_parts(attention, query, prompt_key, prompt_value, budget),
+                    attention_parts(attention, query, key, value, budget),
+                    query.dtype,
+                )
+            else:
+                key = torch.cat((prompt_key.expand(batch, -1, -1, -1), key), dim=2)
+                value = torch.cat((prompt_value.expand(batch, -1, -1, -1), value), dim=2)
         attention_weights = None
-        if output_attentions:
+        if split is not None:
+            attended = split
+        elif output_attentions:
             if prompts is not None:  # prompt rows (not rotated: prompts are prefix tokens), for the weights only
                 normed_prompts = self.driver.attention_norm(layer)(prompts[None])
                 prompt_query = split_heads(attention, attention.q_proj, normed_prompts).expand(batch, -1, -1, -1)
@@ -1217,6 +1311,17 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         hidden_states = self._residual(hidden_states, self.driver.attention_branch(layer, attended))
         hidden_states = self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))
         return hidden_states, attention_weights
+
+    def _splits_prompt_attention(self, attention: nn.Module, prompt_key: torch.Tensor, key: torch.Tensor) -> bool:
+        """Whether the image tokens of a deep-mode layer attend to the layer's prompts and to each other apart, merged
+        exactly through the log-sum-exp ([`merge_attention_parts`]) instead of over the concatenated keys: in inference
+        where the fused kernel applies, when the prompts outnumber the image tokens (the paper's C prompts per layer at
+        large C), where copying the prompts' keys and values for every image would cost more than the attention."""
+        return (
+            prompt_key.shape[2] > key.shape[2]
+            and not (self.training and attention_dropout(attention) > 0)
+            and fused_attention_applies(prompt_key, key)
+        )
 
     def _prompt_state_cache(self) -> PromptStateCache | None:
         """The model's cache of image-independent prompt states, when it may be used: in eval, deep mode, without
@@ -1337,6 +1442,20 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         Returns:
             logits `(B, n)`: output projection, residuals, MLP, the backbone's final LayerNorm, the shared head.
         """
+        batch, num_rows = attended.shape[:2]
+        step = max(1, PROMPT_ROW_TILE // batch)
+        if num_rows > step and not self.training and cpu_inference(attended):
+            tiles = []
+            for start in range(0, num_rows, step):
+                prompts = prompt_states if prompt_states.shape[1] == 1 else prompt_states[:, start : start + step]
+                tiles.append(self._prompt_row_logits(layer, prompts, attended[:, start : start + step]))
+            return torch.cat(tiles, dim=1)
+        return self._prompt_row_logits(layer, prompt_states, attended)
+
+    def _prompt_row_logits(
+        self, layer: nn.Module, prompt_states: torch.Tensor, attended: torch.Tensor
+    ) -> torch.Tensor:
+        """[`_prompt_logits`] for one tile of rows (each row is computed on its own: LayerNorms and MLP are per row)."""
         projected = attention_output(self.driver.attention(layer))(attended)
         hidden_states = self._residual(prompt_states, self.driver.attention_branch(layer, projected))
         hidden_states = self._residual(hidden_states, self.driver.mlp_branch(layer, hidden_states))
@@ -1382,16 +1501,10 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             budget = self.config.class_chunk_size * image_key.shape[2]
             if cache is not None:
                 state.prompt_part = cache.get(
-                    "last layer prompt part",
-                    softmax_parts_in_steps,
-                    attention,
-                    query,
-                    prompt_key,
-                    prompt_value,
-                    budget,
+                    "last layer prompt part", attention_parts, attention, query, prompt_key, prompt_value, budget
                 )
             else:
-                state.prompt_part = softmax_parts_in_steps(attention, query, prompt_key, prompt_value, budget)
+                state.prompt_part = attention_parts(attention, query, prompt_key, prompt_value, budget)
         return state
 
     def _class_rows(
@@ -1411,21 +1524,22 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
                 return self._attend(attention, query, key, value), None
             attended, weights = self._attend_with_weights(attention, query, key, value)
             return attended, weights[..., num_classes:]
+        budget = self.config.class_chunk_size * state.image_key.shape[2]
         if state.prompt_part is not None:
-            prompt_lse, prompt_attended = (rows_of(part, rows, batch, dim=2) for part in state.prompt_part)
+            prompt_part = tuple(rows_of(part, rows, batch, dim=2) for part in state.prompt_part)
         else:
-            budget = self.config.class_chunk_size * state.image_key.shape[2]
-            prompt_lse, prompt_attended = softmax_parts_in_steps(
-                attention, query, state.prompt_key, state.prompt_value, budget
+            prompt_part = attention_parts(attention, query, state.prompt_key, state.prompt_value, budget)
+        if with_weights:  # the weights over the image keys are returned: their scores are formed explicitly
+            image_lse, image_attended, image_scores = softmax_parts(
+                attention, query, state.image_key, state.image_value
             )
-        image_lse, image_attended, image_scores = softmax_parts(attention, query, state.image_key, state.image_value)
-        lse = torch.logaddexp(prompt_lse, image_lse)
-        attended = (
-            torch.exp(prompt_lse - lse)[..., None] * prompt_attended
-            + torch.exp(image_lse - lse)[..., None] * image_attended
-        ).to(query.dtype)
-        attended = attended.transpose(1, 2).reshape(batch, attended.shape[2], -1)
-        weights = torch.exp(image_scores - lse[..., None]).to(query.dtype) if with_weights else None
+        else:
+            image_lse, image_attended = attention_parts(attention, query, state.image_key, state.image_value, budget)
+        attended = merge_attention_parts(prompt_part, (image_lse, image_attended), query.dtype)
+        weights = None
+        if with_weights:
+            lse = torch.logaddexp(prompt_part[0], image_lse)
+            weights = torch.exp(image_scores - lse[..., None]).to(query.dtype)
         return attended, weights
 
     def _last_layer(

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import modeling_promptcam.modeling_promptcam as modeling
 from modeling_promptcam import PromptCamConfig, PromptCamForImageClassification
 from tests.helpers.models import (
     IMAGE_SIZE,
@@ -358,6 +359,111 @@ def test_image_independent_prompt_states_are_cached_in_eval_and_refreshed_when_p
     assert not model._prompt_states.states
 
 
+# ------------------------------------------------------------------------------------------ fused inference path
+def recorded_fused_kernel_calls(monkeypatch) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Count the fused attention kernel's calls: the (query shape, key shape) of each."""
+    calls = []
+    kernel = modeling._fused_attention_kernel()
+
+    def recording(query, key, *args, **kwargs):
+        calls.append((tuple(query.shape), tuple(key.shape)))
+        return kernel(query, key, *args, **kwargs)
+
+    monkeypatch.setattr(modeling, "_fused_attention_kernel", lambda: recording)
+    return calls
+
+
+@pytest.mark.parametrize("family", SCALE_FAMILIES)
+@pytest.mark.parametrize("agnostic", [None, 30, 3])
+@pytest.mark.parametrize("training", [False, True])
+def test_fused_inference_path_equals_the_explicit_and_straightforward_ones(family, agnostic, training, monkeypatch):
+    # 40 classes (or 30 agnostic prompts) outnumber the 17-19 image tokens: the image tokens of layers 1..L-1 attend
+    # to the shared prompt keys apart; 3 agnostic prompts do not (concatenated keys, as with autograd)
+    num_labels, batch = 40, 3
+    if agnostic is None:
+        model = tiny_model(family, num_labels=num_labels)
+    else:
+        model = agnostic_model(family, num_labels=num_labels, agnostic=agnostic)
+    model.train(training)
+    model.config.class_chunk_size = 7  # several chunks of classes, the last one short
+    pixel_values = images(batch)
+    candidates = torch.tensor([[39, 0, 5], [7, 7, 21], [13, 2, 38]])
+
+    def outputs():
+        with torch.no_grad():
+            full = model(pixel_values, output_trait_maps=True)
+            top = model(pixel_values, trait_map_top_k=4)
+            scored = model(pixel_values, score_classes=candidates)
+            again = model(pixel_values)  # in eval: from the cached prompt states
+        rankings = model.rank_traits(pixel_values, target_classes=candidates[:, :2], blur="paper", stop=2)
+        return full, top, scored, again, rankings
+
+    # explicit matmuls, the last layer's rows in one tile per chunk of classes
+    monkeypatch.setattr(modeling, "USE_FUSED_ATTENTION_PARTS", False)
+    monkeypatch.setattr(modeling, "PROMPT_ROW_TILE", 10**9)
+    explicit = outputs()
+    # the fused kernel, and (in eval) the rows in tiles of 2 classes x 3 images
+    monkeypatch.setattr(modeling, "USE_FUSED_ATTENTION_PARTS", True)
+    monkeypatch.setattr(modeling, "PROMPT_ROW_TILE", 6)
+    calls = recorded_fused_kernel_calls(monkeypatch)
+    fused = outputs()
+    grad = model(pixel_values, output_trait_maps=True)  # with autograd: the backbone's attention over all keys
+
+    tokens = IMAGE_SIZE**2 // 8**2 + model.driver.num_prefix_tokens
+    prompts_per_layer = num_labels if agnostic is None else agnostic
+    assert calls, "the fused kernel did not run"
+    image_layer_calls = [call for call in calls if call[0][2] == batch * tokens and call[1][2] == prompts_per_layer]
+    assert bool(image_layer_calls) == (prompts_per_layer > tokens)
+    if agnostic is None:
+        logits, maps = straightforward_forward(model, pixel_values)
+    else:
+        logits, maps = straightforward_agnostic_logits(model, pixel_values), grad.trait_maps.detach()
+    ranked = [[ranking.ranked_heads for ranking in image] for image in explicit[4]]
+    assert [[ranking.ranked_heads for ranking in image] for image in fused[4]] == ranked
+    for full, top, scored, again, rankings in (explicit, fused):
+        scores = [[ranking.target_scores for ranking in image] for image in rankings]
+        torch.testing.assert_close(
+            torch.tensor(scores),
+            torch.tensor([[ranking.target_scores for ranking in image] for image in explicit[4]]),
+            atol=TOLERANCE,
+            rtol=0,
+        )
+        torch.testing.assert_close(full.logits, logits, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(full.trait_maps, maps, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(again.logits, logits, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(scored.logits, logits.gather(1, candidates), atol=TOLERANCE, rtol=0)
+        assert torch.equal(top.trait_map_classes, logits.topk(4, dim=-1).indices)
+        torch.testing.assert_close(
+            top.trait_maps, maps[torch.arange(batch)[:, None], top.trait_map_classes], atol=TOLERANCE, rtol=0
+        )
+    torch.testing.assert_close(grad.logits.detach(), logits, atol=TOLERANCE, rtol=0)
+
+
+class LogitsOnly(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values).logits
+
+
+def test_fused_kernel_stays_out_of_autograd_tracing_and_other_devices(monkeypatch):
+    model = tiny_model("vit", num_labels=40)
+    pixel_values = images(2)
+    calls = recorded_fused_kernel_calls(monkeypatch)
+    model(pixel_values).logits.sum().backward()  # autograd: the backbone's attention, differentiable
+    assert calls == [] and model.prompt_head.prompt_embeddings.grad.abs().sum() > 0
+    with torch.no_grad():
+        traced = torch.jit.trace(LogitsOnly(model), (pixel_values,), check_trace=False)  # as the ONNX export
+        assert calls == []
+        expected = model(pixel_values).logits
+        assert calls
+    torch.testing.assert_close(traced(pixel_values), expected, atol=TOLERANCE, rtol=0)
+    meta = torch.zeros(1, 4, 3, 8, device="meta")
+    assert not modeling.fused_attention_applies(meta)
+
+
 # ------------------------------------------------------------------------------------------ memory bound
 class LargestTensors(TorchDispatchMode):
     """Records the shape of every tensor an operator creates (views included) while active."""
@@ -374,8 +480,11 @@ class LargestTensors(TorchDispatchMode):
         return output
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("agnostic", [None, 8])
-def test_many_classes_run_without_a_tensor_of_classes_times_patches(agnostic):
+def test_many_classes_run_without_a_tensor_of_classes_times_patches(agnostic, fused, monkeypatch):
+    # with the fused attention kernel (CPU inference) and with the explicit matmuls it replaces elsewhere
+    monkeypatch.setattr(modeling, "USE_FUSED_ATTENTION_PARTS", fused)
     num_labels, batch, size = 1000, 2, 64  # 8x8 patches
     if agnostic is None:
         model = tiny_model("vit", num_labels=num_labels, image_size=size)
@@ -397,7 +506,8 @@ def test_many_classes_run_without_a_tensor_of_classes_times_patches(agnostic):
             if "trait_map_top_k" in options:
                 assert output.trait_maps.shape == (batch, 5, num_heads, 8, 8)
                 torch.testing.assert_close(output.logits, full, atol=TOLERANCE, rtol=0)
-        # the check is real: without chunks the last layer forms the (B, heads, C, T) scores
+        # the check is real: without chunks the explicit last layer forms the (B, heads, C, T) scores
+        monkeypatch.setattr(modeling, "USE_FUSED_ATTENTION_PARTS", False)
         model.config.class_chunk_size = num_labels
         with LargestTensors() as recorder:
             model(pixel_values)
