@@ -31,15 +31,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from small_datasets import prepare_benchmark_folder  # noqa: E402
+from small_datasets import prepare_benchmark_folder, train_with_demo_recipe  # noqa: E402
 
-from modeling_promptcam.demo import DemoOptions, cpu_bf16_arguments  # noqa: E402
+from modeling_promptcam.demo import DemoOptions  # noqa: E402
 from modeling_promptcam.evaluation import extract_features, fit_linear_probe  # noqa: E402
 from modeling_promptcam.modeling_promptcam import (  # noqa: E402
     PromptCamForImageClassification,
     promptcam_image_processor,
 )
-from modeling_promptcam.training import TrainOptions, run_training  # noqa: E402
 
 CONVERGED_PROBE_EPOCHS = 200
 
@@ -62,27 +61,15 @@ def run_dataset(name: str, args: argparse.Namespace, backbone: str) -> dict:
     data_dir = folder / "data"
     if not data_dir.exists():
         prepare_benchmark_folder(name, data_dir, args.train_per_class, args.val_per_class, args.seed)
-    demo = DemoOptions()
     started = time.perf_counter()
-    training = run_training(
-        TrainOptions(
-            backbone=backbone,
-            data_dir=str(data_dir),
-            output_dir=str(folder / "promptcam"),
-            epochs=args.epochs,
-            warmup_epochs=demo.warmup_epochs,
-            learning_rate=args.learning_rate,
-            batch_size=args.batch_size,
-            prompt_mode="deep",
-            seed=args.seed,
-            overwrite_output_dir=True,
-            extra={
-                "save_strategy": "no",
-                "load_best_model_at_end": False,
-                **cpu_bf16_arguments(),
-                **demo.training_arguments,
-            },
-        )
+    training = train_with_demo_recipe(
+        backbone,
+        data_dir,
+        folder / "promptcam",
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        seed=args.seed,
     )
     promptcam_seconds = time.perf_counter() - started
 

@@ -39,10 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from small_datasets import prepare_benchmark_folder  # noqa: E402
+from small_datasets import prepare_benchmark_folder, train_with_demo_recipe  # noqa: E402
 
 from modeling_promptcam.demo import DemoOptions, cpu_bf16_arguments  # noqa: E402
-from modeling_promptcam.training import TrainOptions, run_training  # noqa: E402
 
 TARGET_POINTS = 2.0
 # per dataset: training / validation images per class (the accuracy benchmark's and the demo's)
@@ -82,30 +81,18 @@ def prepare_data(name: str, folder: Path, per_class: tuple[int, int], seed: int,
 
 
 def train_once(data_dir: Path, output_dir: Path, k: int | None, args: argparse.Namespace, backbone: str) -> dict:
-    demo = DemoOptions()
     started = time.perf_counter()
-    training = run_training(
-        TrainOptions(
-            backbone=backbone,
-            data_dir=str(data_dir),
-            output_dir=str(output_dir),
-            epochs=args.epochs,
-            warmup_epochs=demo.warmup_epochs,
-            learning_rate=args.learning_rate,
-            batch_size=args.batch_size,
-            prompt_mode="deep",
-            image_size=args.image_size,
-            seed=args.seed,
-            num_agnostic_prompts=k,
-            overwrite_output_dir=True,
-            extra={
-                "save_strategy": "no",
-                "load_best_model_at_end": False,
-                "disable_tqdm": args.smoke,
-                **cpu_bf16_arguments(),
-                **demo.training_arguments,
-            },
-        )
+    training = train_with_demo_recipe(
+        backbone,
+        data_dir,
+        output_dir,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        image_size=args.image_size,
+        num_agnostic_prompts=k,
+        quiet=args.smoke,
     )
     seconds = time.perf_counter() - started
     return {

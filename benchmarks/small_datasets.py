@@ -164,3 +164,48 @@ __all__ = [
     "prepare_benchmark_folder",
     "write_image_folder",
 ]
+
+
+def train_with_demo_recipe(
+    backbone: str,
+    data_dir: Path,
+    output_dir: Path,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    image_size: int | None = None,
+    num_agnostic_prompts: int | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Prompt-CAM (deep prompts) trained through `promptcam train`'s pipeline with the demo's short-budget recipe
+    (AdamW via `DemoOptions.training_arguments`, its warm-up, bf16 autocast on a CPU with native bf16), no checkpoints:
+    the one recipe the accuracy benchmarks share. Returns `run_training`'s summary."""
+    from modeling_promptcam.demo import DemoOptions, cpu_bf16_arguments
+    from modeling_promptcam.training import TrainOptions, run_training
+
+    demo = DemoOptions()
+    return run_training(
+        TrainOptions(
+            backbone=backbone,
+            data_dir=str(data_dir),
+            output_dir=str(output_dir),
+            epochs=epochs,
+            warmup_epochs=demo.warmup_epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            prompt_mode="deep",
+            image_size=image_size,
+            seed=seed,
+            num_agnostic_prompts=num_agnostic_prompts,
+            overwrite_output_dir=True,
+            extra={
+                "save_strategy": "no",
+                "load_best_model_at_end": False,
+                **({"disable_tqdm": True} if quiet else {}),
+                **cpu_bf16_arguments(),
+                **demo.training_arguments,
+            },
+        )
+    )
