@@ -24,6 +24,7 @@ from modeling_promptcam.demo.run import cpu_bf16_arguments
 from modeling_promptcam.demo.timing import ExpectedEndCallback
 
 IMAGE_SIZE = 112  # an 8 x 8 patch grid with patch 14
+RECIPE_STEPS = 13 * 32  # the demo's recipe: 13 epochs of 512 images in batches of 16
 # seconds a step on a 2-core CPU without native bf16 (the machine: 4.2 s at 224 px); the smaller sides scale
 # with their tokens (patches + CLS + 8 prompts)
 SLOW_CPU = {224: 4.2, 168: 4.2 * 153 / 265, 140: 4.2 * 109 / 265}
@@ -49,9 +50,9 @@ def plan(budget: float, machine: FakeMachine, **overrides):
     settings = dict(
         sizes=(224, 168, 140),
         patch_size=14,
-        train_images=384,
+        train_images=8 * DemoOptions().train_per_class,  # the demo's recipe: 8 classes, 13 epochs of 32 steps
         batch_size=16,
-        epochs=18,
+        epochs=DemoOptions().epochs,
         warmup_epochs=1,
         learning_rate=3e-3,
         min_learning_rate=1e-6,
@@ -72,9 +73,9 @@ def test_the_chosen_schedule_fits_the_budget(machine_seconds, budget):
     assert schedule.steps * step <= PLANNED_SHARE * (budget * 60 - schedule.timing_s) + 1e-9
     assert schedule.timing_s + schedule.expected_training_s <= budget * 60
     assert schedule.expected_training_s == pytest.approx(schedule.steps * step)
-    assert schedule.steps_per_epoch == 24 and schedule.epochs == pytest.approx(schedule.steps / 24, abs=1e-3)
-    assert schedule.steps_per_epoch <= schedule.steps <= 18 * 24  # at least an epoch, never more than the recipe
-    if schedule.steps < 18 * 24:
+    assert schedule.steps_per_epoch == 32 and schedule.epochs == pytest.approx(schedule.steps / 32, abs=1e-3)
+    assert schedule.steps_per_epoch <= schedule.steps <= RECIPE_STEPS  # at least an epoch, never more than the recipe
+    if schedule.steps < RECIPE_STEPS:
         # the recipe fits no side: the fastest side is taken, and one step more would not fit there
         assert schedule.image_size == 140 and machine.timed == [224, 168, 140]
         assert (schedule.steps + 1) * step > PLANNED_SHARE * (budget * 60 - schedule.timing_s)
@@ -84,24 +85,27 @@ def test_the_chosen_schedule_fits_the_budget(machine_seconds, budget):
         spent = 0.0
         for side in machine.timed[:-1]:
             spent += 3 * machine_seconds[side]
-            assert 18 * 24 * machine_seconds[side] > PLANNED_SHARE * (budget * 60 - spent)
+            assert RECIPE_STEPS * machine_seconds[side] > PLANNED_SHARE * (budget * 60 - spent)
     assert schedule.measured_step_seconds == {side: machine_seconds[side] for side in machine.timed}
 
 
 def test_the_largest_side_that_holds_the_recipe_is_chosen():
-    # bf16 CPU, the default 11 min: 432 steps of 1.3 s = 9.4 min at 224 px, as the demo trained before the budget
+    # bf16 CPU, the default 11 min: 416 steps of 1.3 s = 9.0 min at 224 px
     fast = plan(DemoOptions().time_budget, FakeMachine(FAST_CPU))
-    assert (fast.image_size, fast.steps, fast.patches, fast.warmup_steps) == (224, 432, 256, 24)
+    assert (fast.image_size, fast.steps, fast.patches, fast.warmup_steps) == (224, RECIPE_STEPS, 256, 32)
     assert "fit 11 min at 224 px" in fast.reason
-    # float32 CPU: 224 px needs 30 min, 168 px 17 min; with 20 min the recipe fits at 168 px
+    # float32 CPU: 224 px needs 29 min, 168 px 17 min; with 20 min the recipe fits at 168 px
     machine = FakeMachine(SLOW_CPU)
     middle = plan(20, machine)
-    assert (middle.image_size, middle.steps, middle.patch_grid) == (168, 432, 12) and machine.timed == [224, 168]
-    assert "at 224 px they would take 30.2 min" in middle.reason
-    # with 11 min none holds it: 140 px, and the warm-up keeps its share (1 of 18 epochs) of the fewer steps
+    assert (middle.image_size, middle.steps, middle.patch_grid) == (168, RECIPE_STEPS, 12) and machine.timed == [
+        224,
+        168,
+    ]
+    assert "at 224 px they would take 29.1 min" in middle.reason
+    # with 11 min none holds it: 140 px, and the warm-up keeps its share (1 of 13 epochs) of the fewer steps
     short = plan(11, FakeMachine(SLOW_CPU))
-    assert short.image_size == 140 and short.steps < 432
-    assert short.warmup_steps == round(short.steps / 18)
+    assert short.image_size == 140 and short.steps < RECIPE_STEPS
+    assert short.warmup_steps == round(short.steps / 13)
     assert f"for the {short.steps} steps that fit" in short.reason
     assert short.training_arguments() == {
         "max_steps": short.steps,
@@ -119,9 +123,9 @@ def test_a_budget_too_small_for_one_epoch_is_refused_with_the_minimum(budget):
     message = str(refused.value)
     given = float(re.search(r"give --time-budget ([0-9.]+) or more", message).group(1))
     assert given == refused.value.minimum_minutes > budget
-    assert "24 steps of 16 images" in message
+    assert "32 steps of 16 images" in message
     # the minimum is enough: the same machine fits one epoch (at least) in it
-    assert plan(given, FakeMachine(SLOW_CPU)).steps >= 24
+    assert plan(given, FakeMachine(SLOW_CPU)).steps >= 32
     if machine.timed == [224, 168, 140]:
         # every side was timed: the minimum is the fastest side's, and 0.1 min less does not hold an epoch
         assert "at 140 px" in message and "spent the budget" not in message
@@ -323,7 +327,7 @@ def test_cli_time_budget_range(value, capsys):
 
 def test_cli_time_budget_help_and_default(capsys):
     _, (options,) = cli.parse_command_line(["demo"])
-    assert options.time_budget == 11.0 and options.image_size == 224 and options.epochs == 18
+    assert options.time_budget == 11.0 and options.image_size == 224 and options.epochs == 13
     _, (options,) = cli.parse_command_line(["demo", "--time-budget", "3.5"])
     assert options.time_budget == 3.5
     with pytest.raises(SystemExit):
@@ -351,7 +355,7 @@ def test_a_backbone_with_fixed_position_embeddings_keeps_its_side(tmp_path):
     machine = FakeMachine({224: 5.0, 168: 5.0 * 153 / 265, 140: 5.0 * 109 / 265})
     options = DemoOptions(time_budget=11)
     vit = choose_schedule(options, str(tmp_path / "vit"), bf16=False, step_timer=machine.timer)
-    assert machine.timed == [224] and vit.image_size == 224 and vit.patch_grid == 14 and vit.steps < 432
+    assert machine.timed == [224] and vit.image_size == 224 and vit.patch_grid == 14 and vit.steps < RECIPE_STEPS
     machine.timed.clear()
     dinov2 = choose_schedule(options, str(tmp_path / "dinov2"), bf16=False, step_timer=machine.timer)
     assert machine.timed == [224, 168, 140] and dinov2.image_size == 140
