@@ -27,7 +27,7 @@ class DemoOptions:
         },
     )
     # 64 images a class for 13 epochs (416 steps) rather than 48 for 18 (432): fewer steps, more birds, higher accuracy
-    # at the smaller sides a float32 CPU trains at (0.977 against 0.938 at 168 px, docs/demo.md "What the recipe trades")
+    # at the smaller sides a float32 CPU trains at (0.977 against 0.938 at 168 px, docs/demo.md "The levers")
     train_per_class: int = field(default=64, metadata={"min": 1, "help": "training images per class"})
     val_per_class: int = field(default=16, metadata={"min": 1, "help": "validation images per class"})
     epochs: int = field(
