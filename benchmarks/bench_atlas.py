@@ -7,7 +7,7 @@ eye). Targets: the named part is the trait part for at least 6 of the 7 trait cl
 Prompt-CAM's share of consistent heads above the backbone's CLS-attention heads' share.
 
     make demo                                   # or: promptcam demo --out demo_output
-    python benchmarks/bench_atlas.py --demo demo_output [--out demo_output/atlas] [--all-images]
+    python benchmarks/bench_atlas.py --demo demo_output [--out demo_output/atlas] [--all-images] [--blur MODE]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from modeling_promptcam import BLUR_MODES  # noqa: E402
 from modeling_promptcam.data import TRAIT_PARTS  # noqa: E402
 from modeling_promptcam.evaluation import AtlasOptions  # noqa: E402
 from modeling_promptcam.evaluation.atlas_report import run_atlas  # noqa: E402
@@ -73,6 +74,12 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="atlas output folder (default: DEMO/atlas)")
     parser.add_argument("--all-images", action="store_true", help="every val image, not only the correct ones")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--blur",
+        choices=BLUR_MODES,
+        help="blur mode of the ranking that orders the heads (default: the one the demo ranked with, from its "
+        "summary.json, so the atlas's top head is the demo's top-ranked head)",
+    )
     args = parser.parse_args()
     summary_file = os.path.join(args.demo, "summary.json")
     if not os.path.isfile(summary_file):
@@ -90,6 +97,7 @@ def main() -> int:
         output_dir=args.out or os.path.join(args.demo, "atlas"),
         all_images=args.all_images,
         batch_size=args.batch_size,
+        blur=args.blur or demo["settings"]["blur"],
     )
     atlas = run_atlas(options)
     table, met = atlas_table(atlas)
