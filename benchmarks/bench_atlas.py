@@ -86,6 +86,9 @@ def main() -> int:
         parser.error(f"{summary_file} does not exist: run `make demo` (or promptcam demo --out {args.demo}) first.")
     with open(summary_file, encoding="utf-8") as file:
         demo = json.load(file)
+    blur = args.blur or demo.get("settings", {}).get("blur")
+    if blur is None:
+        parser.error(f"{summary_file} does not record the demo's blur mode (settings.blur): give --blur MODE.")
     # the summary names its folders as the demo was given them (relative to where it ran); the demo's own layout
     # (DEMO/training/final, DEMO/data) finds them from anywhere
     model_dir = _demo_folder(demo["model_dir"], os.path.join(args.demo, "training", "final"))
@@ -97,7 +100,7 @@ def main() -> int:
         output_dir=args.out or os.path.join(args.demo, "atlas"),
         all_images=args.all_images,
         batch_size=args.batch_size,
-        blur=args.blur or demo["settings"]["blur"],
+        blur=blur,
     )
     atlas = run_atlas(options)
     table, met = atlas_table(atlas)
