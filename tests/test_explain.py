@@ -90,6 +90,10 @@ def test_class_names_resolve_from_plain_and_numbered_names(saved):
     assert resolve_class(model, "Sooty_Albatross") == 2
     assert resolve_class(model, "003.Sooty_Albatross") == 2
     assert resolve_class(model, "Sooty") is None
+    from modeling_promptcam.explain.explanation import resolve_classes
+
+    names = ["Sooty", "003.Sooty_Albatross", "Nowhere", "Sooty_Albatross"]
+    assert resolve_classes(model, names) == ({"003.Sooty_Albatross": 2, "Sooty_Albatross": 2}, ["Sooty", "Nowhere"])
 
 
 def test_cli_explain_end_to_end_with_bad_inputs(saved, tmp_path, capsys):

@@ -459,7 +459,7 @@ def test_the_synthetic_taxonomy_is_deterministic_and_each_level_has_its_own_trai
     classes = sorted(p.name for p in (tmp_path / "a" / "train").iterdir())
     taxonomy = read_taxonomy(tmp_path / "a" / "taxonomy.csv", classes)
     assert taxonomy.levels == ("family", "genus", "species") and len(taxonomy.classes) == 8
-    image = sorted((tmp_path / "a" / "train" / "striped_masked_forktail").glob("*.png"))[0]
+    image = sorted((tmp_path / "a" / "train" / "striped_tufted_forktail").glob("*.png"))[0]
     masks = {level: np.asarray(Image.open(level_mask_path(tmp_path / "a", level, image))) > 0 for level in CHANCE}
     assert all(mask.any() for mask in masks.values())
     assert not (masks["family"] & masks["species"]).any()  # the wing and the tail are apart
@@ -471,6 +471,38 @@ def test_the_synthetic_taxonomy_is_deterministic_and_each_level_has_its_own_trai
         differs = np.any(np.asarray(drawn[(0, 0, 0)][0], np.int16) != np.asarray(drawn[path][0], np.int16), axis=-1)
         assert differs.any()
         assert not (differs & ~(drawn[(0, 0, 0)][1][level] | drawn[path][1][level])).any(), level
+
+
+def test_both_choices_of_every_synthetic_level_are_forms_of_one_part():
+    """A node's two children differ in the shape or pattern of the same part: neither can be told apart by the
+    absence of the other's trait, so a head that decides must look at that part (docs/taxonomy.md)."""
+    from modeling_promptcam.data.synthetic import TAXONOMY_LEVELS, draw_taxonomy_bird
+
+    for depth, level in enumerate(TAXONOMY_LEVELS):
+        masks = []
+        for choice in (0, 1):
+            path = [0] * len(TAXONOMY_LEVELS)
+            path[depth] = choice
+            masks.append(draw_taxonomy_bird(path, np.random.default_rng(5), 112)[1][level.name])
+        overlap = (masks[0] & masks[1]).sum() / min(masks[0].sum(), masks[1].sum())
+        assert overlap > 0.5, (level.name, overlap)
+        others = [
+            m
+            for name, m in draw_taxonomy_bird([0] * 3, np.random.default_rng(5), 112)[1].items()
+            if name != level.name
+        ]
+        assert not any((masks[0] & other).any() for other in others), level.name
+
+
+def test_draw_traits_names_an_unknown_shape_and_a_contradiction():
+    from modeling_promptcam.data.synthetic_drawing import draw_traits
+
+    with pytest.raises(ValueError, match=r"tail='curly' is not a tail shape: choose one of plain, forked, pointed"):
+        draw_traits(np.random.default_rng(0), 64, tail="curly")
+    with pytest.raises(ValueError, match=r"crest='mohawk' is not a crest shape: choose one of spikes, tuft"):
+        draw_traits(np.random.default_rng(0), 64, crest="mohawk")
+    with pytest.raises(ValueError, match="fork=True and tail='pointed' contradict each other"):
+        draw_traits(np.random.default_rng(0), 64, fork=True, tail="pointed")
 
 
 def test_a_taxonomy_from_dataset_columns_names_the_examples_that_break_the_tree():

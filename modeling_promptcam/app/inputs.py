@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from ..data.images import IMAGE_EXTENSIONS, to_rgb
-from ..explain.explanation import resolve_class
+from ..explain.explanation import resolve_class, resolve_classes
 from ..files import check_model_folder
 from ..modeling_promptcam import PromptCamForImageClassification, promptcam_image_processor
 
@@ -54,19 +54,13 @@ def read_atlas(path: str | os.PathLike, model: PromptCamForImageClassification) 
     from ..evaluation.atlas import AtlasFileError, read_atlas_json
 
     data = read_atlas_json(path)
-    by_index, unknown = {}, []
-    for name, entry in data.items():
-        index = resolve_class(model, name)
-        if index is None:
-            unknown.append(name)
-        else:
-            by_index[index] = entry
+    indices, unknown = resolve_classes(model, data)
     if unknown:
         raise AtlasFileError(
             f"{path} has classes the model does not know: {', '.join(unknown[:5])}; use the atlas of this model "
             "(promptcam atlas --model the same folder)."
         )
-    return by_index
+    return {indices[name]: entry for name, entry in data.items()}
 
 
 def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:

@@ -30,6 +30,19 @@ PART_KEYPOINTS: dict[str, tuple[float, float]] = {
 }
 PART_NAMES = tuple(PART_KEYPOINTS)
 
+# The shapes a trait can take (bird coordinates, as PART_KEYPOINTS): the flat dataset draws the plain tail, the forked
+# tail and the spiked crest; the synthetic taxonomy also the pointed tail and the tufted crest, so that both children
+# of a node differ in the shape of one part and neither can be told by the absence of the other's trait.
+TAIL_SHAPES: dict[str, np.ndarray] = {
+    "plain": np.array([[-45, -8], [-88, -16], [-92, 0], [-88, 16], [-45, 8]], float),
+    "forked": np.array([[-45, -8], [-112, -42], [-62, 0], [-112, 42], [-45, 8]], float),
+    "pointed": np.array([[-45, -10], [-84, -10], [-124, 0], [-84, 10], [-45, 10]], float),
+}
+CREST_SHAPES: dict[str, np.ndarray] = {
+    "spikes": np.array([[34, -33], [20, -76], [42, -50], [50, -88], [58, -50], [80, -74], [70, -33]], float),
+    "tuft": np.array([[32, -34], [30, -52], [40, -64], [56, -68], [72, -60], [76, -46], [72, -34]], float),
+}
+
 
 # ----------------------------------------------------------------------------------------------- geometry
 def _ellipse(cx: float, cy: float, rx: float, ry: float, points: int = 40) -> np.ndarray:
@@ -112,14 +125,24 @@ def draw_traits(
     rng: np.random.Generator,
     image_size: int,
     wing_texture: str | None = None,
-    crest: bool = False,
+    crest: bool | str = False,
     fork: bool = False,
     band: bool = False,
     throat: bool = False,
+    tail: str | None = None,
 ) -> tuple[Image.Image, dict[str, np.ndarray], dict[str, tuple[float, float, bool]]]:
     """One bird with the given traits (any combination), one mask per trait drawn (`wing`, `crest`, `tail`,
-    `band`, `throat`) and its part keypoints (`bird_keypoints`; they take nothing from `rng`). The random draws happen in one fixed order whatever the traits, so a one-trait bird is drawn
-    exactly as the flat dataset always drew it."""
+    `band`, `throat`) and its part keypoints (`bird_keypoints`; they take nothing from `rng`). `crest` is False, True
+    (the spiked crest) or a `CREST_SHAPES` name; `tail` a `TAIL_SHAPES` name (`fork=True` is `tail="forked"`; the
+    default the plain tail, no trait). The random draws happen in one fixed order whatever the traits, so a one-trait
+    bird is drawn exactly as the flat dataset always drew it."""
+    crest_shape = "spikes" if crest is True else crest or None
+    tail_shape = tail or ("forked" if fork else "plain")
+    if fork and tail_shape != "forked":
+        raise ValueError(f"fork=True and tail={tail!r} contradict each other: give one of them")
+    for name, value, shapes in (("crest", crest_shape, CREST_SHAPES), ("tail", tail_shape, TAIL_SHAPES)):
+        if value is not None and value not in shapes:
+            raise ValueError(f"{name}={value!r} is not a {name} shape: choose one of {', '.join(shapes)}")
     size = image_size * SUPERSAMPLE
     canvas = _background(rng, size)
     trait_masks: dict[str, Image.Image] = {}
@@ -150,11 +173,9 @@ def draw_traits(
     # legs, tail, body, wing, head, beak, eye: the order they overlap in
     for x in (-12.0, 10.0):
         shape(np.array([[x, 25], [x + 4, 25], [x + 2, 58], [x - 2, 58]]), leg_colour)
-    forked_tail = np.array([[-45, -8], [-112, -42], [-62, 0], [-112, 42], [-45, 8]])
-    plain_tail = np.array([[-45, -8], [-88, -16], [-92, 0], [-88, 16], [-45, 8]])
-    shape(forked_tail if fork else plain_tail, body_colour if rng.random() < 0.5 else wing_colour)
-    if fork:  # the trait is the tail's shape: its region is where either shape could be
-        for outline in (forked_tail, plain_tail):
+    shape(TAIL_SHAPES[tail_shape], body_colour if rng.random() < 0.5 else wing_colour)
+    if tail_shape != "plain":  # the trait is the tail's shape: its region is where it or the plain tail could be
+        for outline in (TAIL_SHAPES[tail_shape], TAIL_SHAPES["plain"]):
             mask_draw("tail").polygon(pose(outline), fill=255)
     shape(_ellipse(0, 0, 55, 34), body_colour)
     wing = _ellipse(-6, -4, 38, 20)
@@ -177,9 +198,8 @@ def draw_traits(
         _paste_texture(canvas, throat_patch, spots)
         mask_draw("throat").polygon(throat_patch, fill=255)
     shape(_ellipse(52, -22, 22, 20), head_colour)
-    if crest:  # in front of the head, so all of it shows
-        spikes = np.array([[34, -33], [20, -76], [42, -50], [50, -88], [58, -50], [80, -74], [70, -33]])
-        shape(spikes, _random_colour(rng), mask="crest")
+    if crest_shape is not None:  # in front of the head, so all of it shows
+        shape(CREST_SHAPES[crest_shape], _random_colour(rng), mask="crest")
     shape(np.array([[70, -28], [92, -20], [70, -14]]), beak_colour)
     if band:
         shape(np.array([[30, -32], [76, -32], [76, -14], [30, -14]]), _random_colour(rng, (0.05, 0.15)), mask="band")
@@ -190,14 +210,16 @@ def draw_traits(
     masks = {
         name: np.asarray(mask.resize((image_size, image_size), Image.BOX)) > 0 for name, mask in trait_masks.items()
     }
-    return image, masks, part_keypoints(pose, crested=crest)
+    return image, masks, part_keypoints(pose, crested=crest_shape is not None)
 
 
 __all__ = [
+    "CREST_SHAPES",
     "MAX_TRAIT_FRACTION",
     "PART_KEYPOINTS",
     "PART_NAMES",
     "SUPERSAMPLE",
+    "TAIL_SHAPES",
     "TEXTURES",
     "Pose",
     "draw_traits",

@@ -1,7 +1,7 @@
 """The synthetic taxonomy ([`generate_taxonomy_dataset`], `promptcam synthetic --taxonomy`): eight species in three
 levels, each level decided by its own trait on every bird: the family by the wing pattern (stripes or checks), the
-genus by the head (a crest or an eye band), the species by the tail or the throat (a forked tail or a spotted
-throat); a mask per level and `taxonomy.csv` (docs/taxonomy.md). Its images come from random streams of their own, so
+genus by the crest's shape (spikes or a tuft), the species by the tail's shape (forked or pointed); a mask per level
+and `taxonomy.csv` (docs/taxonomy.md). Its images come from random streams of their own, so
 the flat dataset (`data.synthetic`) is drawn exactly as before.
 """
 
@@ -43,13 +43,23 @@ class TaxonomyLevel:
 
 
 # every bird carries one trait per level, each in its own place: the family is told by the wing pattern alone, the
-# genus (within a family) by the head alone, the species (within a genus) by the tail or the throat alone
+# genus (within a family) by the crest alone, the species (within a genus) by the tail alone. Both choices of a level
+# are a form of the same part, never a trait against its absence: with a crest against an eye band, a node could tell
+# its children apart by the missing band, and its head would point at an empty spot (docs/benchmarks.md, Taxonomy keys)
 TAXONOMY_LEVELS: tuple[TaxonomyLevel, ...] = (
     TaxonomyLevel("family", "wing patch", (("striped", "wing_texture=stripes"), ("checkered", "wing_texture=checks"))),
-    TaxonomyLevel("genus", "head", (("crested", "crest"), ("masked", "band"))),
-    TaxonomyLevel("species", "tail or throat", (("forktail", "fork"), ("spotthroat", "throat"))),
+    TaxonomyLevel("genus", "crest", (("spiky", "crest=spikes"), ("tufted", "crest=tuft"))),
+    TaxonomyLevel("species", "tail", (("forktail", "tail=forked"), ("pintail", "tail=pointed"))),
 )
-TRAIT_MASK = {"wing_texture": "wing", "crest": "crest", "band": "band", "fork": "tail", "throat": "throat"}
+# the mask `draw_traits` draws for each of its arguments
+TRAIT_MASK = {
+    "wing_texture": "wing",
+    "crest": "crest",
+    "tail": "tail",
+    "fork": "tail",
+    "band": "band",
+    "throat": "throat",
+}
 
 
 def taxonomy_classes() -> list[tuple[str, ...]]:

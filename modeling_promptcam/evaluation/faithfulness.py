@@ -27,7 +27,7 @@ from ..data.folders import DataError, check_image_folder
 from ..data.images import image_size, open_rgb
 from ..data.masks import mask_path, read_mask, resize_mask
 from ..data.transforms import EvalTransform
-from ..explain.explanation import resolve_class
+from ..explain.explanation import resolve_classes
 from ..files import check_model_folder, write_json_atomically
 from ..modeling_promptcam import parse_stop_rule
 from .linear_probe import LinearProbeForImageClassification, extract_features, fit_linear_probe
@@ -48,13 +48,7 @@ class _Split:
 
 
 def _model_class_indices(model, folder_classes: list[str], split_dir: str) -> dict[str, int]:
-    indices, unknown = {}, []
-    for name in folder_classes:
-        index = resolve_class(model, name)
-        if index is None:
-            unknown.append(name)
-        else:
-            indices[name] = index
+    indices, unknown = resolve_classes(model, folder_classes)
     if unknown:
         known = ", ".join(list(model.config.id2label.values())[:8])
         raise DataError(

@@ -6,6 +6,7 @@ Everything here consumes the model's public outputs (`forward(..., trait_map_cla
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,21 @@ def resolve_class(model: PromptCamForImageClassification | PretrainedConfig, nam
     return label2id.get(match.group(1)) if match else None
 
 
+def resolve_classes(
+    model: PromptCamForImageClassification | PretrainedConfig, names: Iterable[str]
+) -> tuple[dict[str, int], list[str]]:
+    """[`resolve_class`] for many names: `({name: class index}` of the names the model knows, `[unknown names]`, in
+    the order given)`, so that a caller names every unknown class in one error instead of the first."""
+    indices, unknown = {}, []
+    for name in names:
+        index = resolve_class(model, name)
+        if index is None:
+            unknown.append(name)
+        else:
+            indices[name] = index
+    return indices, unknown
+
+
 @torch.no_grad()
 def explain_image(
     model: PromptCamForImageClassification,
@@ -102,4 +118,4 @@ def explain_image(
     )
 
 
-__all__ = ["ClassView", "Explanation", "explain_image", "resolve_class"]
+__all__ = ["ClassView", "Explanation", "explain_image", "resolve_class", "resolve_classes"]
