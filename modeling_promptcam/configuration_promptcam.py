@@ -23,6 +23,14 @@ PROMPT_MODES = ("deep", "shallow")
 # transformers' classification problem types that Prompt-CAM's loss supports (one prompt scores each class; a
 # regression target has no classes to give prompts to)
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification")
+# How integer class labels are scored in training, name -> what it does (the loss functions themselves are
+# `modeling_promptcam.CLASSIFICATION_LOSS_FUNCTIONS`, keyed by these names)
+CLASSIFICATION_LOSSES = {
+    "cross_entropy": "softmax cross-entropy over the classes (the paper's and the official code's loss)",
+    "one_vs_rest": "binary cross-entropy of every class's logit against 'is this image of that class', summed over "
+    "the classes: each class prompt must answer for its own class, so none can stay constant while its siblings "
+    "decide (docs/taxonomy.md, the default for taxonomy models)",
+}
 # How `pipeline("prompt-cam", model=folder, trust_remote_code=True)` finds the pipeline code saved in the folder.
 PROMPT_CAM_CUSTOM_PIPELINES = {
     "prompt-cam": {
@@ -62,6 +70,12 @@ class PromptCamConfig(PreTrainedConfig):
             class-agnostic prompts, so cost and parameters grow with C in every layer. An integer K: each of layers
             1..L-1 gets K prompts whatever C is, and only the last layer keeps its C class prompts (docs/model.md,
             "Many classes"). Refused with `prompt_mode="shallow"`, which has no class-agnostic prompts.
+        classification_loss (`str`, *optional*, defaults to `"cross_entropy"`):
+            How integer labels are scored in training: `"cross_entropy"` (softmax over the classes, the paper's) or
+            `"one_vs_rest"` (binary cross-entropy of each class's logit against whether the image is of that class,
+            summed over the classes, averaged over the images). Inference is the same either way (logits, softmax).
+            `problem_type="multi_label_classification"` is binary cross-entropy on multi-hot targets already and
+            takes the default only.
         class_chunk_size (`int`, *optional*, defaults to 1024):
             How many class-prompt rows the last layer computes at once. Chunking bounds the memory of the last layer
             at large C (no `(batch, C, heads, patches)` tensor is formed) and changes no number.
@@ -96,6 +110,7 @@ class PromptCamConfig(PreTrainedConfig):
         initializer_range: float = 0.02,
         num_agnostic_prompts: int | None = None,
         class_chunk_size: int = 1024,
+        classification_loss: str = "cross_entropy",
         **kwargs,
     ):
         self.backbone_config = _resolve_backbone_config(backbone_config)
@@ -105,6 +120,7 @@ class PromptCamConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.num_agnostic_prompts = num_agnostic_prompts
         self.class_chunk_size = class_chunk_size
+        self.classification_loss = classification_loss
         saved_pipelines = kwargs.pop("custom_pipelines", None) or {}
         super().__init__(**kwargs)
         self._validate_promptcam()
@@ -150,6 +166,16 @@ class PromptCamConfig(PreTrainedConfig):
             raise ValueError(
                 f"problem_type={self.problem_type!r} is not supported: Prompt-CAM learns one prompt per class (at "
                 f"least two classes) and scores each, so it classifies; use one of {PROBLEM_TYPES} (or leave it unset)."
+            )
+        if self.classification_loss not in CLASSIFICATION_LOSSES:
+            raise ValueError(
+                f"classification_loss must be one of {', '.join(CLASSIFICATION_LOSSES)}, got {self.classification_loss!r}."
+            )
+        if self.classification_loss != "cross_entropy" and self.problem_type == "multi_label_classification":
+            raise ValueError(
+                f"classification_loss={self.classification_loss!r} applies to integer labels; "
+                "problem_type='multi_label_classification' is binary cross-entropy on multi-hot targets already: "
+                "leave classification_loss at 'cross_entropy' (its default)."
             )
         self._validate_class_names()
         backbone_drop_path = getattr(self.backbone_config, "drop_path_rate", 0.0) or 0.0
@@ -241,6 +267,7 @@ _PROMPT_CAM_KWARGS = (
     "initializer_range",
     "num_agnostic_prompts",
     "class_chunk_size",
+    "classification_loss",
 )
 
 

@@ -907,6 +907,35 @@ def _check_class_indices(name: str, indices: torch.Tensor, num_labels: int) -> N
         )
 
 
+def cross_entropy_loss(
+    model: PreTrainedModel, labels: torch.Tensor, logits: torch.Tensor, num_items_in_batch=None
+) -> torch.Tensor:
+    """transformers' loss of the model's `problem_type` (softmax cross-entropy for integer labels)."""
+    return model.loss_function(labels, logits, model.config, num_items_in_batch=num_items_in_batch)
+
+
+def one_vs_rest_loss(
+    model: PreTrainedModel, labels: torch.Tensor, logits: torch.Tensor, num_items_in_batch=None
+) -> torch.Tensor:
+    """Binary cross-entropy of every class's logit against whether the image is of that class (integer labels
+    `(B,)`), summed over the classes and averaged over the images (over `num_items_in_batch` images under gradient
+    accumulation, as transformers' losses do). With a softmax, two classes need only their difference: one class's
+    prompt can read a constant and leave the decision to its sibling's; here each prompt must answer for itself."""
+    if model.config.problem_type == "multi_label_classification":  # multi-hot targets: BCE already
+        return cross_entropy_loss(model, labels, logits, num_items_in_batch)
+    targets = nn.functional.one_hot(labels, logits.shape[-1]).to(torch.float32)
+    total = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum")
+    return total / (num_items_in_batch if num_items_in_batch is not None else labels.shape[0])
+
+
+# `PromptCamConfig.classification_loss` -> the loss (`CLASSIFICATION_LOSSES` in the config module names and describes
+# each; a test keeps the two key sets equal)
+CLASSIFICATION_LOSS_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "cross_entropy": cross_entropy_loss,
+    "one_vs_rest": one_vs_rest_loss,
+}
+
+
 def _check_labels(labels: torch.Tensor, batch_size: int, num_labels: int, problem_type: str | None = None) -> None:
     """Integer class indices `(batch_size,)`, or with `problem_type="multi_label_classification"` float multi-hot
     targets `(batch_size, num_labels)` in [0, 1] (transformers' BCE loss takes them as they are)."""
@@ -1715,7 +1744,8 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             trait_maps = self._trait_maps(attention_weights, pixel_values.shape[2:])
         loss = None
         if labels is not None:
-            loss = self.loss_function(labels, logits, self.config, num_items_in_batch=num_items_in_batch)
+            loss_function = CLASSIFICATION_LOSS_FUNCTIONS[getattr(self.config, "classification_loss", "cross_entropy")]
+            loss = loss_function(self, labels, logits, num_items_in_batch)
 
         return PromptCamImageClassifierOutput(
             loss=loss,
@@ -1950,6 +1980,7 @@ __all__ = [
     "BACKBONE_DRIVERS",
     "BLUR_MODES",
     "BLUR_MODE_TABLE",
+    "CLASSIFICATION_LOSS_FUNCTIONS",
     "STOP_RULES",
     "BackboneDriver",
     "BackboneFamily",

@@ -150,3 +150,49 @@ def test_a_folder_of_an_unsupported_type_is_refused_naming_config(tmp_path):
     ).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"holds a 'bert' checkpoint.*Pass config=PromptCamConfig"):
         PromptCamForImageClassification.from_pretrained(tmp_path, num_labels=3)
+
+
+# ------------------------------------------------------------------------------------ one-vs-rest classification
+def test_one_vs_rest_loss_is_binary_cross_entropy_per_class_summed_over_classes():
+    model = tiny_model("vit", num_labels=4)
+    model.config.classification_loss = "one_vs_rest"
+    pixel_values = torch.randn(3, 3, IMAGE_SIZE, IMAGE_SIZE)
+    labels = torch.tensor([2, 0, 3])
+    output = model(pixel_values, labels=labels)
+    targets = torch.nn.functional.one_hot(labels, 4).float()
+    # hand_bce is the mean over the 12 (image, class) terms; one-vs-rest sums the 4 classes of each image
+    assert output.loss.item() == pytest.approx(4 * hand_bce(output.logits, targets), rel=1e-5)
+    # under gradient accumulation the sum is divided by the images of all micro-batches, as transformers' losses are
+    accumulated = model(pixel_values, labels=labels, num_items_in_batch=6)
+    assert accumulated.loss.item() == pytest.approx(output.loss.item() / 2, rel=1e-5)
+    output.loss.backward()
+    assert model.prompt_head.prompt_embeddings.grad.abs().sum() > 0
+    # inference does not depend on the loss
+    model.config.classification_loss = "cross_entropy"
+    torch.testing.assert_close(model(pixel_values).logits, output.logits)
+    assert model(pixel_values, labels=labels).loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(output.logits, labels).item(), rel=1e-5
+    )
+
+
+def test_classification_loss_is_validated_and_round_trips(tmp_path):
+    from modeling_promptcam.configuration_promptcam import CLASSIFICATION_LOSSES
+    from modeling_promptcam.modeling_promptcam import CLASSIFICATION_LOSS_FUNCTIONS
+
+    assert set(CLASSIFICATION_LOSSES) == set(CLASSIFICATION_LOSS_FUNCTIONS)
+    with pytest.raises(ValueError, match="classification_loss must be one of cross_entropy, one_vs_rest, got 'hinge'"):
+        PromptCamConfig(backbone_config=tiny_backbone_config("vit"), num_labels=3, classification_loss="hinge")
+    with pytest.raises(ValueError, match="multi-hot targets already"):
+        PromptCamConfig(
+            backbone_config=tiny_backbone_config("vit"),
+            num_labels=3,
+            classification_loss="one_vs_rest",
+            problem_type="multi_label_classification",
+        )
+    model = tiny_model("vit", num_labels=3)
+    model.config.classification_loss = "one_vs_rest"
+    model.save_pretrained(tmp_path / "m")
+    assert PromptCamForImageClassification.from_pretrained(tmp_path / "m").config.classification_loss == "one_vs_rest"
+    assert PromptCamConfig(backbone_config=tiny_backbone_config("vit"), num_labels=3).classification_loss == (
+        "cross_entropy"
+    )

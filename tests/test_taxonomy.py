@@ -226,7 +226,22 @@ def test_node_mode_learns_every_level_and_writes_one_adapter_per_node(node_run):
         files = {path.name for path in (final / unit["id"]).iterdir()}
         assert {"adapter_model.safetensors", "adapter_config.json", "promptcam_config.json"} <= files
         assert "model.safetensors" not in files  # prompts only: the backbone is referenced, not copied
+        # taxonomy models are one-vs-rest unless asked otherwise (docs/taxonomy.md, "Why one-vs-rest")
+        config = json.loads((final / unit["id"] / "promptcam_config.json").read_text())
+        assert config["classification_loss"] == "one_vs_rest", unit["id"]
     assert (final / "preprocessor_config.json").is_file()
+
+
+def test_the_classification_loss_of_taxonomy_models_can_be_cross_entropy(workspace, tmp_path):
+    output = tmp_path / "ce"
+    arguments = train_arguments(
+        workspace, output, "--taxonomy-mode", "level", "--classification-loss", "cross_entropy"
+    )
+    assert cli_main(arguments) == 0
+    info = json.loads((output / "final" / "taxonomy.json").read_text())
+    for unit in info["units"]:
+        config = json.loads((output / "final" / unit["id"] / "promptcam_config.json").read_text())
+        assert config["classification_loss"] == "cross_entropy", unit["id"]
 
 
 def test_level_mode_learns_every_level_flat_and_top_down(level_run):

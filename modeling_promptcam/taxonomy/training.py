@@ -48,6 +48,10 @@ MODELS_DIR = "models"
 MIN_TRAIN_IMAGES = 2  # per class a model tells apart: one image is not a class to learn
 
 
+# the loss of every taxonomy model unless `--classification-loss` says otherwise
+TAXONOMY_CLASSIFICATION_LOSS = "one_vs_rest"
+
+
 def relabel(split, leaf_names: list[str], taxonomy: Taxonomy, unit: TaxonomyUnit):
     """The rows of `split` (a `datasets.Dataset` labelled with leaf classes) that `unit` learns from, labelled with
     `unit.classes` (node mode: the node's images, by child; level mode: every image, by its group at the level)."""
@@ -206,6 +210,9 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
             save_prompts_only=True,
             push_to_hub=None,
             taxonomy=None,  # each model is one flat run
+            # one-vs-rest unless asked otherwise: under a softmax, one child of a two-child node can read a constant
+            # and leave the decision to its sibling, and its top-ranked head then points at nothing (docs/taxonomy.md)
+            classification_loss=options.classification_loss or TAXONOMY_CLASSIFICATION_LOSS,
             levels=None,
             resume=resume_unit,
             overwrite_output_dir=not resume_unit,
@@ -331,6 +338,7 @@ __all__ = [
     "MIN_TRAIN_IMAGES",
     "MODELS_DIR",
     "PLAN_FILE",
+    "TAXONOMY_CLASSIFICATION_LOSS",
     "assemble_final",
     "check_training_images",
     "load_taxonomy_data",

@@ -32,6 +32,7 @@ def build_model(
         label2id={name: index for index, name in enumerate(class_names)},
         prompt_mode=recipe.prompt_mode,
         num_agnostic_prompts=recipe.num_agnostic_prompts,
+        classification_loss=recipe.classification_loss,
         prompt_dropout=recipe.prompt_dropout,
         drop_path_rate=recipe.drop_path_rate,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..compat import renamed_fields
-from ..configuration_promptcam import PROMPT_MODES
+from ..configuration_promptcam import CLASSIFICATION_LOSSES, PROMPT_MODES
 from ..ranges import check_ranges
 from .recipe import Recipe, load_preset
 
@@ -80,6 +80,16 @@ class TrainOptions:
             "min": 1,
             "help": "class-agnostic prompts per layer in layers 1..L-1, deep mode only; the last layer keeps its C "
             "class prompts (default: the recipe's; paper: C, one per class; docs/model.md)",
+        },
+    )
+    classification_loss: str | None = field(
+        default=None,
+        metadata={
+            "help": "how labels are scored in training: cross_entropy (softmax over the classes, the paper's) or "
+            "one_vs_rest (binary cross-entropy per class: every class prompt answers for its own class) (default: "
+            "one_vs_rest with --taxonomy / --levels, where a two-child node under cross-entropy lets one child's "
+            "prompt stay constant; otherwise the recipe's, cross_entropy; docs/taxonomy.md)",
+            "choices": tuple(CLASSIFICATION_LOSSES),
         },
     )
     prompt_dropout: float | None = field(
@@ -186,6 +196,7 @@ class TrainOptions:
             "momentum": self.momentum,
             "prompt_mode": self.prompt_mode,
             "num_agnostic_prompts": self.num_agnostic_prompts,
+            "classification_loss": self.classification_loss,
             "prompt_dropout": self.prompt_dropout,
             "drop_path_rate": self.drop_path_rate,
             "image_size": self.image_size,

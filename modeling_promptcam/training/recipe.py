@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from ..configuration_promptcam import CLASSIFICATION_LOSSES
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -28,6 +30,8 @@ class Recipe:
     drop_path_rate: float | None = None
     image_size: int = 224
     train_resize: int = 240
+    # `PromptCamConfig.classification_loss`: the paper's softmax cross-entropy, or one_vs_rest (taxonomy models' default)
+    classification_loss: str = "cross_entropy"
 
     def resolved(self, backbone_type: str) -> Recipe:
         """Fill the per-family regularisers for a backbone `model_type`."""
@@ -50,6 +54,10 @@ class Recipe:
                 self.num_agnostic_prompts is None or self.prompt_mode == "deep",
                 "num_agnostic_prompts does not apply to prompt mode 'shallow', which has no class-agnostic prompts; "
                 "drop --num-agnostic-prompts or use --prompt-mode deep",
+            ),
+            (
+                self.classification_loss in CLASSIFICATION_LOSSES,
+                f"classification loss must be one of {', '.join(CLASSIFICATION_LOSSES)}",
             ),
         ]
         for ok, message in checks:
