@@ -1744,7 +1744,7 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             trait_maps = self._trait_maps(attention_weights, pixel_values.shape[2:])
         loss = None
         if labels is not None:
-            loss_function = CLASSIFICATION_LOSS_FUNCTIONS[getattr(self.config, "classification_loss", "cross_entropy")]
+            loss_function = CLASSIFICATION_LOSS_FUNCTIONS[self.config.classification_loss]
             loss = loss_function(self, labels, logits, num_items_in_batch)
 
         return PromptCamImageClassifierOutput(
