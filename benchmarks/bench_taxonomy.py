@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         "--classification-loss", choices=sorted(CLASSIFICATION_LOSSES), default=None,
         help="loss of the taxonomy models (default: promptcam train --taxonomy's, one_vs_rest)",
     )  # fmt: skip
+    parser.add_argument(
+        "--min-steps", type=int, default=None,
+        help="optimizer steps every taxonomy model trains for at least (--taxonomy-min-steps; default: --epochs only)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run on a random backbone: checks the script only")
     args = parser.parse_args(argv)
@@ -223,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             taxonomy=str(data / TAXONOMY_FILE),
             taxonomy_mode=mode,
             classification_loss=args.classification_loss,
+            taxonomy_min_steps=args.min_steps,
         )
         summary = run_taxonomy_training(options, progress=False)
         trained = PromptCamTaxonomy.from_pretrained(summary["final_dir"])

@@ -435,6 +435,29 @@ def test_train_command_prints_per_level_accuracy_and_resume_skips_finished_nodes
     assert "0 remain" in skipped[-1]
 
 
+def test_taxonomy_min_steps_raises_the_epochs_of_small_models_only(workspace, tmp_path, capsys):
+    """Every model takes at least --taxonomy-min-steps optimizer steps, and less than one epoch more; --epochs stays
+    the floor; a resume with another floor is refused (the plan records it)."""
+    output = tmp_path / "run"
+    arguments = train_arguments(workspace, output, "--taxonomy-min-steps", "20")
+    arguments[arguments.index("--epochs") + 1] = "2"
+    assert cli_main(arguments) == 0
+    summary = json.loads((output / "training_summary.json").read_text())
+    batch = 8
+    epochs = {}
+    for unit_id, model in summary["models"].items():
+        steps_per_epoch = -(-model["train_images"] // batch)
+        assert 20 <= model["steps"] < 20 + steps_per_epoch, (unit_id, model["steps"], steps_per_epoch)
+        assert model["steps"] == model["recipe"]["epochs"] * steps_per_epoch
+        epochs[model["train_images"]] = model["recipe"]["epochs"]
+    # the root (50 images: 7 steps an epoch) needs 3 epochs, a 20-image node (3 steps an epoch) 7
+    assert epochs == {50: 3, 30: 5, 20: 7}
+    capsys.readouterr()
+    changed = train_arguments(workspace, output, "--taxonomy-min-steps", "30", "--resume")
+    assert cli_main(changed) == 1
+    assert "was started with another taxonomy or mode" in capsys.readouterr().err
+
+
 def test_train_command_bad_taxonomy_input(workspace, tmp_path, capsys):
     arguments = train_arguments(workspace, tmp_path / "run")[:-2]
     assert cli_main([*arguments, "--taxonomy", str(tmp_path / "missing.csv")]) == 1

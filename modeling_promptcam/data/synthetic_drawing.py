@@ -31,12 +31,15 @@ PART_KEYPOINTS: dict[str, tuple[float, float]] = {
 PART_NAMES = tuple(PART_KEYPOINTS)
 
 # The shapes a trait can take (bird coordinates, as PART_KEYPOINTS): the flat dataset draws the plain tail, the forked
-# tail and the spiked crest; the synthetic taxonomy also the pointed tail and the tufted crest, so that both children
-# of a node differ in the shape of one part and neither can be told by the absence of the other's trait.
+# tail and the spiked crest; the synthetic taxonomy also the fanned tail and the tufted crest, so that both children of
+# a node differ in the shape of one part and neither can be told by the absence of the other's trait.
 TAIL_SHAPES: dict[str, np.ndarray] = {
     "plain": np.array([[-45, -8], [-88, -16], [-92, 0], [-88, 16], [-45, 8]], float),
     "forked": np.array([[-45, -8], [-112, -42], [-62, 0], [-112, 42], [-45, 8]], float),
     "pointed": np.array([[-45, -10], [-84, -10], [-124, 0], [-84, 10], [-45, 10]], float),
+    # the forked tail's outline with its notch filled: the two differ only where the notch is, so a head that tells
+    # them apart looks at the tail itself (against the pointed tail, it could look for prongs where none are)
+    "fanned": np.array([[-45, -8], [-112, -42], [-119, -21], [-122, 0], [-119, 21], [-112, 42], [-45, 8]], float),
 }
 CREST_SHAPES: dict[str, np.ndarray] = {
     "spikes": np.array([[34, -33], [20, -76], [42, -50], [50, -88], [58, -50], [80, -74], [70, -33]], float),

@@ -1,6 +1,6 @@
 """The synthetic taxonomy ([`generate_taxonomy_dataset`], `promptcam synthetic --taxonomy`): eight species in three
 levels, each level decided by its own trait on every bird: the family by the wing pattern (stripes or checks), the
-genus by the crest's shape (spikes or a tuft), the species by the tail's shape (forked or pointed); a mask per level
+genus by the crest's shape (spikes or a tuft), the species by the tail's shape (forked or fanned); a mask per level
 and `taxonomy.csv` (docs/taxonomy.md). Its images come from random streams of their own, so
 the flat dataset (`data.synthetic`) is drawn exactly as before.
 """
@@ -49,7 +49,7 @@ class TaxonomyLevel:
 TAXONOMY_LEVELS: tuple[TaxonomyLevel, ...] = (
     TaxonomyLevel("family", "wing patch", (("striped", "wing_texture=stripes"), ("checkered", "wing_texture=checks"))),
     TaxonomyLevel("genus", "crest", (("spiky", "crest=spikes"), ("tufted", "crest=tuft"))),
-    TaxonomyLevel("species", "tail", (("forktail", "tail=forked"), ("pintail", "tail=pointed"))),
+    TaxonomyLevel("species", "tail", (("forktail", "tail=forked"), ("fantail", "tail=fanned"))),
 )
 # the mask `draw_traits` draws for each of its arguments
 TRAIT_MASK = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 
@@ -176,6 +177,8 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
         )
     check_training_images(dataset, leaf_names, taxonomy, units)
     plan = {"mode": mode, "taxonomy": taxonomy.to_dict(), "units": [dataclasses.asdict(u) for u in units]}
+    if options.taxonomy_min_steps is not None:  # only when set: plans written before the option still resume
+        plan["min_steps"] = options.taxonomy_min_steps
     plan = json.loads(json.dumps(plan))  # tuples as lists, as the file holds them
     _check_output(options, plan)
     write_json_atomically(os.path.join(options.output_dir, PLAN_FILE), plan)
@@ -194,13 +197,20 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
             with open(os.path.join(unit_dir, SUMMARY_FILE), encoding="utf-8") as handle:
                 summaries[unit.id] = json.load(handle)
             continue
+        import datasets
+
+        data = datasets.DatasetDict({split: relabel(dataset[split], leaf_names, taxonomy, unit) for split in dataset})
+        if "validation" in data and len(data["validation"]) == 0:
+            del data["validation"]  # no validation image under this node: train without choosing a best epoch
+        epochs = unit_epochs(options, len(data["train"]))
         bar.set_description(f"taxonomy: training {unit.describe()}")
         logger.warning(
-            "taxonomy %d/%d: training %s at level %s; %d remain after it",
+            "taxonomy %d/%d: training %s at level %s for %d epochs; %d remain after it",
             number,
             len(units),
             unit.describe(),
             unit.level,
+            epochs,
             remaining,
         )
         resume_unit = options.resume and last_complete_checkpoint(unit_dir) is not None
@@ -216,12 +226,8 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
             levels=None,
             resume=resume_unit,
             overwrite_output_dir=not resume_unit,
+            epochs=epochs,
         )
-        import datasets
-
-        data = datasets.DatasetDict({split: relabel(dataset[split], leaf_names, taxonomy, unit) for split in dataset})
-        if "validation" in data and len(data["validation"]) == 0:
-            del data["validation"]  # no validation image under this node: train without choosing a best epoch
         summaries[unit.id] = run_training(unit_options, callbacks, data=(data, list(unit.classes)))
     bar.close()
 
@@ -249,6 +255,20 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
     }
     write_json_atomically(os.path.join(options.output_dir, SUMMARY_FILE), summary)
     return summary
+
+
+def unit_epochs(options: TrainOptions, train_images: int) -> int:
+    """The epochs one model trains for: the recipe's, raised (with `taxonomy_min_steps`) until its optimizer steps
+    reach the floor. A step is `batch_size x gradient_accumulation_steps` images on every process, the last batch of an
+    epoch included, as `Trainer` counts them."""
+    from accelerate import PartialState
+
+    epochs = options.recipe().epochs
+    if options.taxonomy_min_steps is None:
+        return epochs
+    images_per_step = options.recipe().batch_size * options.gradient_accumulation_steps * PartialState().num_processes
+    steps_per_epoch = max(1, math.ceil(train_images / images_per_step))
+    return max(epochs, math.ceil(options.taxonomy_min_steps / steps_per_epoch))
 
 
 def assemble_final(options, taxonomy, mode, units, skipped, final_dir: str) -> None:
@@ -309,7 +329,7 @@ def _check_output(options: TrainOptions, plan: dict) -> None:
         if previous != plan:
             raise ValueError(
                 f"--resume: {options.output_dir} was started with another taxonomy or mode; resume with the same "
-                "--taxonomy, --taxonomy-mode and --levels, or start a new folder."
+                "--taxonomy, --taxonomy-mode, --levels and --taxonomy-min-steps, or start a new folder."
             )
         return
     if occupied and not options.overwrite_output_dir:
@@ -344,4 +364,5 @@ __all__ = [
     "load_taxonomy_data",
     "relabel",
     "run_taxonomy_training",
+    "unit_epochs",
 ]

@@ -158,6 +158,16 @@ class TrainOptions:
             "choices": TAXONOMY_MODES,
         },
     )
+    taxonomy_min_steps: int | None = field(
+        default=None,
+        metadata={
+            "min": 1,
+            "help": "with --taxonomy: train every model for at least N optimizer steps, its epochs raised to reach "
+            "them (a node with a quarter of the images otherwise gets a quarter of the root's steps; "
+            "docs/taxonomy.md; default: every model trains for --epochs)",
+            "metavar": "N",
+        },
+    )
     levels: tuple[str, ...] | str | None = field(
         default=None,
         metadata={

@@ -234,6 +234,7 @@ def run_training(options: TrainOptions, callbacks: list | None = None, data: tup
         "validation_images": len(dataset["validation"]) if has_validation else 0,
         "recipe": recipe.to_dict(),
         "preset": options.preset,
+        "steps": trainer.state.global_step,  # optimizer steps taken (resumed ones included)
         "train_loss": run_loss.train_loss if run_loss.train_loss is not None else result.training_loss,
         "validation_accuracy": metrics.get("eval_accuracy"),
         # every validation metric of the final evaluation, without the Trainer's "eval_" prefix (the model card's)
