@@ -1477,7 +1477,10 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             tiles = []
             for start in range(0, num_rows, step):
                 prompts = prompt_states if prompt_states.shape[1] == 1 else prompt_states[:, start : start + step]
-                tiles.append(self._prompt_row_logits(layer, prompts, attended[:, start : start + step]))
+                # a tile of every image's rows is strided across images: copied to one block, the output projection
+                # and MLP run as one matrix multiply with its bias fused (addmm) instead of a batched one and an add
+                tile = attended[:, start : start + step].contiguous()
+                tiles.append(self._prompt_row_logits(layer, prompts, tile))
             return torch.cat(tiles, dim=1)
         return self._prompt_row_logits(layer, prompt_states, attended)
 
