@@ -1478,7 +1478,8 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
             for start in range(0, num_rows, step):
                 prompts = prompt_states if prompt_states.shape[1] == 1 else prompt_states[:, start : start + step]
                 # a tile of every image's rows is strided across images: copied to one block, the output projection
-                # and MLP run as one matrix multiply with its bias fused (addmm) instead of a batched one and an add
+                # and MLP can run as one matrix multiply with the bias fused (addmm) instead of a batched one and an
+                # add (measured at C = 10,000: within the run-to-run noise, docs/benchmarks.md)
                 tile = attended[:, start : start + step].contiguous()
                 tiles.append(self._prompt_row_logits(layer, prompts, tile))
             return torch.cat(tiles, dim=1)
