@@ -456,6 +456,12 @@ def test_taxonomy_min_steps_raises_the_epochs_of_small_models_only(workspace, tm
     changed = train_arguments(workspace, output, "--taxonomy-min-steps", "30", "--resume")
     assert cli_main(changed) == 1
     assert "was started with another taxonomy or mode" in capsys.readouterr().err
+    # without a taxonomy the floor would be ignored: refused before anything is read
+    flat = train_arguments(workspace, tmp_path / "flat", "--taxonomy-min-steps", "20")
+    flat = flat[: flat.index("--taxonomy")] + flat[flat.index("--taxonomy") + 2 :]
+    assert cli_main(flat) == 1
+    assert "error: --taxonomy-min-steps applies to taxonomy training only" in capsys.readouterr().err
+    assert not (tmp_path / "flat").exists()
 
 
 def test_train_command_bad_taxonomy_input(workspace, tmp_path, capsys):

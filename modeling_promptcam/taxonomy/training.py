@@ -219,7 +219,8 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
             output_dir=unit_dir,
             save_prompts_only=True,
             push_to_hub=None,
-            taxonomy=None,  # each model is one flat run
+            taxonomy=None,  # each model is one flat run (its epochs already hold the step floor)
+            taxonomy_min_steps=None,
             # one-vs-rest unless asked otherwise: under a softmax, one child of a two-child node can read a constant
             # and leave the decision to its sibling, and its top-ranked head then points at nothing (docs/taxonomy.md)
             classification_loss=options.classification_loss or TAXONOMY_CLASSIFICATION_LOSS,

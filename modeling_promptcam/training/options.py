@@ -187,6 +187,11 @@ class TrainOptions:
             self.levels = parse_levels(self.levels)
         if self.taxonomy_mode not in TAXONOMY_MODES:
             raise ValueError(f"taxonomy_mode must be one of {', '.join(TAXONOMY_MODES)}, got {self.taxonomy_mode!r}.")
+        if self.taxonomy_min_steps is not None and not self.trains_taxonomy:
+            raise ValueError(
+                "--taxonomy-min-steps applies to taxonomy training only: add --taxonomy FILE (or --levels with "
+                "--dataset), or leave it out (a flat model trains for --epochs)."
+            )
 
     @property
     def trains_taxonomy(self) -> bool:
