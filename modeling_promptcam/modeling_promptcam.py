@@ -1179,12 +1179,15 @@ class PromptCamPreTrainedModel(PreTrainedModel):
         r"backbone\.head\.",
     ]
 
+    def _prompt_init_bound(self) -> float:
+        """VPT / official Prompt-CAM: the prompts start uniform in +-bound, the xavier bound of a patch-projection
+        fan-in."""
+        patch_h, patch_w = _pair(self.config.backbone_config.patch_size)
+        return math.sqrt(6.0 / float(3 * patch_h * patch_w + self.config.backbone_config.hidden_size))
+
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, PromptCamPromptHead):
-            # VPT / official Prompt-CAM: uniform with the xavier bound of a patch-projection fan-in
-            patch_h, patch_w = _pair(self.config.backbone_config.patch_size)
-            hidden_size = module.prompt_embeddings.shape[-1]
-            bound = math.sqrt(6.0 / float(3 * patch_h * patch_w + hidden_size))
+            bound = self._prompt_init_bound()
             init.uniform_(module.prompt_embeddings, -bound, bound)
             if module.agnostic_prompt_embeddings is not None:
                 init.uniform_(module.agnostic_prompt_embeddings, -bound, bound)
@@ -1371,6 +1374,68 @@ class PromptCamForImageClassification(PromptCamPreTrainedModel):
         """Drop the cached image-independent prompt states (they are recomputed by the next eval forward). Needed
         only after editing parameters in a way their version counters do not see, e.g. through `parameter.data`."""
         self._prompt_states.clear()
+
+    @torch.no_grad()
+    def init_agnostic_prompts_from_images(
+        self,
+        pixel_values: torch.Tensor,
+        generator: torch.Generator | None = None,
+        interpolate_pos_encoding: bool | None = None,
+    ) -> None:
+        """Start the class-agnostic prompts of layers 1..L-1 as patch tokens of those layers (deep mode).
+
+        `pixel_values` `(B, 3, H, W)`: sample images of the task, preprocessed as for the model. They run through the
+        plain backbone (no prompts, eval mode); each prompt of layer l becomes one patch token entering layer l, drawn
+        at random (`generator`) from all B * M of them without repetition (with repetition only when B * M is fewer
+        than the prompts), rescaled to the expected norm of the uniform initialisation (`_init_weights`).
+
+        Why: a prompt acts on the image tokens of its layer only through its key and value (its own output is
+        dropped), and LayerNorm removes its scale. Uniform random prompts are directions the frozen layers have never
+        seen, and many of them divert the image tokens' attention: with `num_agnostic_prompts=50` at C = 8 (DINOv2-S,
+        168 px) they held 20-60% of it at initialisation and more after training, and the model learned far less
+        than with eight (docs/model.md, "Many classes"). Patch tokens are keys and values the layer was trained on.
+        Keeping the uniform initialisation's norm keeps the learning rate's effect on the prompts unchanged.
+
+        Works for both layouts (`num_agnostic_prompts` None: the first L-1 sets of C prompts; K: the K of each layer);
+        the class prompts of the last layer and the scoring head are left as they are. Refused in shallow mode, which
+        has no class-agnostic prompts.
+        """
+        if self.config.prompt_mode != "deep":
+            raise ValueError(
+                "init_agnostic_prompts_from_images: prompt_mode='shallow' has no class-agnostic prompts (its class "
+                "prompts enter layer 1 and flow through every layer); use prompt_mode='deep'."
+            )
+        head = self.prompt_head
+        layer_prompts = head.agnostic_prompt_embeddings
+        if layer_prompts is None:
+            layer_prompts = head.prompt_embeddings[:-1]  # the paper's layout: sets 1..L-1 are the agnostic ones
+        num_prompts, hidden_size = layer_prompts.shape[1:]
+        # E|x|^2 of uniform(-b, b) is b^2 / 3 per element
+        target_norm = self._prompt_init_bound() * math.sqrt(hidden_size / 3.0)
+        was_training = self.training
+        self.eval()
+        try:
+            pixel_values = pixel_values.to(device=layer_prompts.device, dtype=layer_prompts.dtype)
+            height, width = pixel_values.shape[-2:]
+            self.driver.check_image_size(height, width, interpolate_pos_encoding)
+            hidden_states = self.driver.embed(pixel_values, interpolate_pos_encoding)
+            position_state = self.driver.position_state(pixel_values)
+            prefix = self.driver.num_prefix_tokens
+            for index, layer in enumerate(self.driver.layers()[:-1]):
+                patches = hidden_states[:, prefix:].reshape(-1, hidden_size).float()
+                count = patches.shape[0]
+                if count >= num_prompts:
+                    picked = torch.randperm(count, generator=generator)[:num_prompts]
+                else:
+                    picked = torch.randint(count, (num_prompts,), generator=generator)
+                tokens = patches[picked.to(patches.device)]
+                tokens = tokens * (target_norm / tokens.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+                layer_prompts[index].copy_(tokens.to(layer_prompts.dtype))
+                hidden_states, _ = run_layer(
+                    layer, self._image_token_layer, layer, hidden_states, None, position_state, checkpointed=False
+                )
+        finally:
+            self.train(was_training)
 
     def train(self, mode: bool = True):
         # the cached prompt states are for eval only; training changes the parameters they come from

@@ -200,6 +200,125 @@ def test_shallow_mode_with_agnostic_prompts_is_refused_by_the_training_recipe(tm
         TrainOptions(backbone="unused", data_dir="unused", output_dir=str(tmp_path), num_agnostic_prompts=0)
 
 
+# ------------------------------------------------------------------------------------------ how the prompts start
+def plain_patch_tokens(model, pixel_values) -> list[torch.Tensor]:
+    """The patch tokens `(B * M, D)` entering each of layers 1..L-1 of the plain backbone (no prompts), through the
+    backbone's own HF layers."""
+    prefix = 1 + getattr(model.config.backbone_config, "num_register_tokens", 0)
+    if model.config.backbone_config.model_type == "siglip_vision_model":
+        prefix = 0
+    hidden, run_layer = _embed_and_layer_runner(model, pixel_values)
+    tokens = []
+    for layer in _layers(model)[:-1]:
+        tokens.append(hidden[:, prefix:].reshape(-1, hidden.shape[-1]))
+        hidden = run_layer(layer, hidden)
+    return tokens
+
+
+@pytest.mark.parametrize("family", SCALE_FAMILIES + ("clip_vision_model",))
+@pytest.mark.parametrize("agnostic", [3, None])
+def test_agnostic_prompts_start_as_distinct_patch_tokens_of_their_layer(family, agnostic):
+    model = agnostic_model(family, agnostic=agnostic).train()
+    head = model.prompt_head
+    class_prompts, score = head.prompt_embeddings[-1].clone(), head.score.weight.clone()
+    pixel_values = images(2)
+    model.init_agnostic_prompts_from_images(pixel_values, generator=torch.Generator().manual_seed(0))
+    assert model.training  # the mode it was in is restored
+    layer_prompts = head.agnostic_prompt_embeddings if agnostic else head.prompt_embeddings[:-1]
+    with torch.no_grad():
+        expected_tokens = plain_patch_tokens(model.eval(), pixel_values)
+    bound = model._prompt_init_bound()
+    expected_norm = bound * (layer_prompts.shape[-1] / 3) ** 0.5
+    for prompts, tokens in zip(layer_prompts.detach(), expected_tokens):
+        torch.testing.assert_close(prompts.norm(dim=-1), torch.full((prompts.shape[0],), expected_norm))
+        cosine = torch.nn.functional.normalize(prompts, dim=-1) @ torch.nn.functional.normalize(tokens, dim=-1).T
+        best, which = cosine.max(dim=1)
+        assert best.min() > 1 - 1e-4, f"a prompt of {family} is not a patch token of its layer"
+        assert len(set(which.tolist())) == prompts.shape[0]  # drawn without repetition
+    # the class prompts of the last layer and the scoring head are left as they were
+    torch.testing.assert_close(head.prompt_embeddings[-1], class_prompts, atol=0, rtol=0)
+    torch.testing.assert_close(head.score.weight, score, atol=0, rtol=0)
+
+
+def test_agnostic_prompts_from_images_are_seeded_and_drawn_with_repetition_only_when_too_few_tokens():
+    pixel_values = images(1)
+    first, second = agnostic_model(agnostic=3), agnostic_model(agnostic=3)
+    with torch.no_grad():  # other prompts before: the start depends on the images and the generator only
+        second.prompt_head.agnostic_prompt_embeddings.normal_()
+    for model in (first, second):
+        model.init_agnostic_prompts_from_images(pixel_values, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(
+        first.prompt_head.agnostic_prompt_embeddings, second.prompt_head.agnostic_prompt_embeddings, atol=0, rtol=0
+    )
+    patches = plain_patch_tokens(first, pixel_values)[0].shape[0]
+    many = agnostic_model(agnostic=patches + 5)
+    many.init_agnostic_prompts_from_images(pixel_values, generator=torch.Generator().manual_seed(0))
+    prompts = many.prompt_head.agnostic_prompt_embeddings[0]
+    assert torch.isfinite(prompts).all() and prompts.shape[0] == patches + 5
+    with pytest.raises(ValueError, match="prompt_mode='shallow' has no class-agnostic prompts"):
+        tiny_model(prompt_mode="shallow").init_agnostic_prompts_from_images(pixel_values)
+
+
+class PromptsAtStart(__import__("transformers").TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.prompts = model.prompt_head.agnostic_prompt_embeddings.detach().clone()
+
+
+@pytest.mark.parametrize("init, from_images", [(None, True), ("uniform", False)])
+def test_training_with_k_prompts_starts_them_from_training_images_unless_told_uniform(tmp_path, init, from_images):
+    from modeling_promptcam.data.loading import load_image_folder
+    from modeling_promptcam.data.transforms import EvalTransform
+    from modeling_promptcam.modeling_promptcam import promptcam_image_processor
+    from modeling_promptcam.training import TrainOptions, run_training
+    from tests.helpers.training import write_image_folder, write_tiny_backbone
+
+    write_image_folder(tmp_path / "data", train_per_class=3, val_per_class=1)
+    write_tiny_backbone(tmp_path / "backbone")
+    start = PromptsAtStart()
+    options = TrainOptions(
+        backbone=str(tmp_path / "backbone"),
+        data_dir=str(tmp_path / "data"),
+        output_dir=str(tmp_path / "run"),
+        epochs=1,
+        warmup_epochs=0,
+        batch_size=4,
+        image_size=32,
+        num_agnostic_prompts=4,
+        agnostic_prompt_init=init,
+        extra={"save_strategy": "no", "load_best_model_at_end": False},
+    )
+    summary = run_training(options, callbacks=[start])
+    assert summary["recipe"]["agnostic_prompt_init"] == ("image-tokens" if from_images else "uniform")
+    # the prompts the first step saw, against the patch tokens of every training image (all 9 of them are drawn)
+    model = PromptCamForImageClassification.from_pretrained(str(tmp_path / "run" / "final")).eval()
+    dataset, _ = load_image_folder(str(tmp_path / "data"))
+    transform = EvalTransform(promptcam_image_processor(model.config, image_size=32))
+    pixel_values = torch.stack([transform(image) for image in dataset["train"]["image"]])
+    with torch.no_grad():
+        tokens = plain_patch_tokens(model, pixel_values)
+    for prompts, layer_tokens in zip(start.prompts, tokens):
+        cosine = torch.nn.functional.normalize(prompts, dim=-1) @ torch.nn.functional.normalize(layer_tokens, dim=-1).T
+        assert (cosine.max(dim=1).values.min() > 1 - 1e-4) == from_images
+
+
+def test_image_token_start_is_refused_in_shallow_mode_and_named_choices_only(tmp_path):
+    from modeling_promptcam.training import TrainOptions
+
+    shallow = TrainOptions(
+        backbone="unused", data_dir="unused", output_dir=str(tmp_path), prompt_mode="shallow",
+        agnostic_prompt_init="image-tokens",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="'image-tokens' does not apply to prompt mode 'shallow'"):
+        shallow.recipe().validate()
+    # the paper's layout keeps the paper's start unless told otherwise
+    paper = TrainOptions(backbone="unused", data_dir="unused", output_dir=str(tmp_path)).recipe().resolved("dinov2")
+    assert paper.agnostic_prompt_init == "uniform"
+    with pytest.raises(ValueError, match="agnostic prompt init must be one of uniform, image-tokens"):
+        TrainOptions(
+            backbone="unused", data_dir="unused", output_dir=str(tmp_path), agnostic_prompt_init="zeros"
+        ).recipe().validate()
+
+
 # ------------------------------------------------------------------------------------------ score_classes
 @pytest.mark.parametrize("family", SCALE_FAMILIES)
 @pytest.mark.parametrize("variant", ["paper", "agnostic", "shallow"])
@@ -545,6 +664,8 @@ def test_prompt_cam_pipeline_gives_maps_of_its_top_k_labels_only_in_bounded_memo
         (["--num-agnostic-prompts", "0"], 2, ["--num-agnostic-prompts", "integer >= 1", "got '0'"]),
         (["--num-agnostic-prompts", "2.5"], 2, ["--num-agnostic-prompts", "integer"]),
         (["--prompt-mode", "shallow", "--num-agnostic-prompts", "4"], 1, ["does not apply to prompt mode 'shallow'"]),
+        (["--agnostic-prompt-init", "zeros"], 2, ["--agnostic-prompt-init", "'zeros'", "uniform", "image-tokens"]),
+        (["--prompt-mode", "shallow", "--agnostic-prompt-init", "image-tokens"], 1, ["'image-tokens' does not apply"]),
     ],
 )
 def test_train_cli_refuses_bad_agnostic_prompt_counts_before_any_work(extra, code, named, tmp_path, capsys):

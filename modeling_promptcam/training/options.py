@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..compat import renamed_fields
 from ..configuration_promptcam import CLASSIFICATION_LOSSES, PROMPT_MODES
 from ..ranges import check_ranges
-from .recipe import Recipe, load_preset
+from .recipe import AGNOSTIC_PROMPT_INITS, Recipe, load_preset
 
 # the two ways of training a taxonomy (docs/taxonomy.md): one model per node with two or more children, or per level
 TAXONOMY_MODES = ("node", "level")
@@ -80,6 +80,16 @@ class TrainOptions:
             "min": 1,
             "help": "class-agnostic prompts per layer in layers 1..L-1, deep mode only; the last layer keeps its C "
             "class prompts (default: the recipe's; paper: C, one per class; docs/model.md)",
+        },
+    )
+    agnostic_prompt_init: str | None = field(
+        default=None,
+        metadata={
+            "help": "how the class-agnostic prompts of layers 1..L-1 start, deep mode only: "
+            + "; ".join(f"{name} = {what}" for name, what in AGNOSTIC_PROMPT_INITS.items())
+            + " (default: the recipe's, else uniform with the paper's C prompts per layer and image-tokens with "
+            "--num-agnostic-prompts K; docs/training.md)",
+            "choices": tuple(AGNOSTIC_PROMPT_INITS),
         },
     )
     classification_loss: str | None = field(
@@ -211,6 +221,7 @@ class TrainOptions:
             "momentum": self.momentum,
             "prompt_mode": self.prompt_mode,
             "num_agnostic_prompts": self.num_agnostic_prompts,
+            "agnostic_prompt_init": self.agnostic_prompt_init,
             "classification_loss": self.classification_loss,
             "prompt_dropout": self.prompt_dropout,
             "drop_path_rate": self.drop_path_rate,

@@ -8,13 +8,22 @@ from pathlib import Path
 
 from ..configuration_promptcam import CLASSIFICATION_LOSSES
 
+# How the class-agnostic prompts of layers 1..L-1 start (`Recipe.agnostic_prompt_init`; docs/training.md, "How the
+# prompts start"): name -> what it does. The class prompts and the scoring head always start as `_init_weights` sets.
+AGNOSTIC_PROMPT_INITS = {
+    "uniform": "uniform random in +-sqrt(6 / (3 p^2 + D)) for patch size p and width D (VPT's and the official code's)",
+    "image-tokens": "patch tokens of their layer, drawn from sample training images run through the plain backbone "
+    "and rescaled to the uniform start's norm (PromptCamForImageClassification.init_agnostic_prompts_from_images)",
+}
+
 
 @dataclass(frozen=True)
 class Recipe:
     """Prompt-CAM training settings (defaults: the paper's / official code's recipe, docs/training.md "The recipe").
 
     `prompt_dropout` and `drop_path_rate` of None mean "by backbone family": 0.1 for ViT (DINO) backbones, 0.0 for
-    every other family (DINOv2, DINOv3, CLIP, SigLIP).
+    every other family (DINOv2, DINOv3, CLIP, SigLIP). `agnostic_prompt_init` of None means "by layout": `uniform`
+    (the paper's) with `num_agnostic_prompts=None`, `image-tokens` with an integer K.
     """
 
     learning_rate: float = 0.005
@@ -26,6 +35,8 @@ class Recipe:
     weight_decay: float = 1e-3
     prompt_mode: str = "deep"
     num_agnostic_prompts: int | None = None  # None: C per layer (the paper); K: K per layer (docs/model.md)
+    # an AGNOSTIC_PROMPT_INITS name; None: by layout, filled by `resolved`
+    agnostic_prompt_init: str | None = None
     prompt_dropout: float | None = None
     drop_path_rate: float | None = None
     image_size: int = 224
@@ -34,12 +45,16 @@ class Recipe:
     classification_loss: str = "cross_entropy"
 
     def resolved(self, backbone_type: str) -> Recipe:
-        """Fill the per-family regularisers for a backbone `model_type`."""
+        """Fill the per-family regularisers for a backbone `model_type`, and the prompts' start by layout."""
         family_default = 0.1 if backbone_type == "vit" else 0.0
+        # the paper's layout keeps the paper's start; K prompts per layer start from image tokens (at K = 50 and C = 8,
+        # uniform ones cost 23 points of accuracy on the demo's birds; docs/model.md, "Many classes")
+        layout_default = "uniform" if self.num_agnostic_prompts is None else "image-tokens"
         return replace(
             self,
             prompt_dropout=family_default if self.prompt_dropout is None else self.prompt_dropout,
             drop_path_rate=family_default if self.drop_path_rate is None else self.drop_path_rate,
+            agnostic_prompt_init=self.agnostic_prompt_init or layout_default,
         )
 
     def validate(self) -> None:
@@ -54,6 +69,15 @@ class Recipe:
                 self.num_agnostic_prompts is None or self.prompt_mode == "deep",
                 "num_agnostic_prompts does not apply to prompt mode 'shallow', which has no class-agnostic prompts; "
                 "drop --num-agnostic-prompts or use --prompt-mode deep",
+            ),
+            (
+                self.agnostic_prompt_init is None or self.agnostic_prompt_init in AGNOSTIC_PROMPT_INITS,
+                f"agnostic prompt init must be one of {', '.join(AGNOSTIC_PROMPT_INITS)}",
+            ),
+            (
+                self.agnostic_prompt_init != "image-tokens" or self.prompt_mode == "deep",
+                "agnostic prompt init 'image-tokens' does not apply to prompt mode 'shallow', which has no "
+                "class-agnostic prompts; drop --agnostic-prompt-init or use --prompt-mode deep",
             ),
             (
                 self.classification_loss in CLASSIFICATION_LOSSES,
@@ -97,4 +121,4 @@ def load_preset(name: str) -> tuple[Recipe, dict]:
     return Recipe(**values, image_size=hub["image_processor"]["image_size"]), hub
 
 
-__all__ = ["Recipe", "hub_config_dir", "load_preset", "preset_names"]
+__all__ = ["AGNOSTIC_PROMPT_INITS", "Recipe", "hub_config_dir", "load_preset", "preset_names"]

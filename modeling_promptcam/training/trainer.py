@@ -23,6 +23,7 @@ from .backbone import build_model
 from .callbacks import AugmentationEpoch, CollationObserver, RunTrainingLoss, TrainerCheckpointFormat
 from .metrics import ClassificationMetrics, accuracy_metric
 from .options import TrainOptions
+from .prompt_init import init_agnostic_prompts_from_training_images
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +197,11 @@ def run_training(options: TrainOptions, callbacks: list | None = None, data: tup
     set_seed(options.seed)  # the prompt initialisation is part of the run: same seed, same prompts
     model, recipe = build_model(options, recipe, class_names)
     image_processor = promptcam_image_processor(model.config, image_size=recipe.image_size)
+    if (
+        recipe.agnostic_prompt_init == "image-tokens" and resume_from is None
+    ):  # a resumed run's come from its checkpoint
+        used = init_agnostic_prompts_from_training_images(model, dataset["train"], image_processor, options.seed)
+        logger.info("class-agnostic prompts start from patch tokens of %d training images", used)
 
     # crops and flips are a function of (seed, epoch, sample id), so a resumed run sees the same images (AugmentationEpoch)
     augmentation = TrainTransform(recipe.image_size, recipe.train_resize, seed=options.seed)
