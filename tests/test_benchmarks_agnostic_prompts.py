@@ -36,11 +36,14 @@ def test_smoke_run_writes_side_by_side_accuracies(tmp_path, capsys):
             assert 0.0 <= run["accuracy"] <= 1.0 and run["seconds"] > 0
         assert other["difference_points"] == round(100 * (other["accuracy"] - reference["accuracy"]), 2)
         assert other["within_target"] == (abs(other["difference_points"]) <= 2.0)
+        assert other["at_most_target_below"] == (other["difference_points"] >= -2.0)
+        # the start of each run's agnostic prompts: by layout, as promptcam train chooses it
+        assert (reference["agnostic_prompt_init"], other["agnostic_prompt_init"]) == ("uniform", "image-tokens")
         # each K trained its own model, with its own prompt count
         config = json.loads((out / row["dataset"] / "promptcam_k_3" / "final" / "config.json").read_text())
         assert config["num_agnostic_prompts"] == 3
     table = capsys.readouterr().out
-    assert "diff (pts)" in table and "birds" in table
+    assert "diff (pts)" in table and "birds" in table and "image-tokens" in table
 
 
 @pytest.mark.parametrize(
