@@ -48,7 +48,7 @@ class Recipe:
         """Fill the per-family regularisers for a backbone `model_type`, and the prompts' start by layout."""
         family_default = 0.1 if backbone_type == "vit" else 0.0
         # the paper's layout keeps the paper's start; K prompts per layer start from image tokens (at K = 50 and C = 8,
-        # uniform ones cost 23 points of accuracy on the demo's birds; docs/model.md, "Many classes")
+        # uniform ones fell 23 points below K = C on the birds and 39 on the demo task; docs/model.md, "Many classes")
         layout_default = "uniform" if self.num_agnostic_prompts is None else "image-tokens"
         return replace(
             self,
