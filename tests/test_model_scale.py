@@ -153,23 +153,12 @@ def test_agnostic_prompts_save_reload_and_load_as_remote_code(tmp_path):
 
 def test_training_and_prompt_adapter_with_agnostic_prompts(tmp_path):
     from modeling_promptcam import load_prompt_adapter
-    from modeling_promptcam.training import TrainOptions, run_training
-    from tests.helpers.training import EndOfTraining, write_image_folder, write_tiny_backbone
+    from modeling_promptcam.training import run_training
+    from tests.helpers.training import EndOfTraining, tiny_training_options
 
-    write_image_folder(tmp_path / "data", train_per_class=4, val_per_class=2)
-    write_tiny_backbone(tmp_path / "backbone")
     end = EndOfTraining()
-    options = TrainOptions(
-        backbone=str(tmp_path / "backbone"),
-        data_dir=str(tmp_path / "data"),
-        output_dir=str(tmp_path / "run"),
-        epochs=2,
-        warmup_epochs=0,
-        batch_size=4,
-        learning_rate=0.05,
-        image_size=32,
-        num_agnostic_prompts=2,
-        save_prompts_only=True,
+    options = tiny_training_options(
+        tmp_path, epochs=2, learning_rate=0.05, num_agnostic_prompts=2, save_prompts_only=True
     )
     run_training(options, callbacks=[end])
     trained = end.model
@@ -269,20 +258,14 @@ def test_training_with_k_prompts_starts_them_from_training_images_unless_told_un
     from modeling_promptcam.data.loading import load_image_folder
     from modeling_promptcam.data.transforms import EvalTransform
     from modeling_promptcam.modeling_promptcam import promptcam_image_processor
-    from modeling_promptcam.training import TrainOptions, run_training
-    from tests.helpers.training import write_image_folder, write_tiny_backbone
+    from modeling_promptcam.training import run_training
+    from tests.helpers.training import tiny_training_options
 
-    write_image_folder(tmp_path / "data", train_per_class=3, val_per_class=1)
-    write_tiny_backbone(tmp_path / "backbone")
     start = PromptsAtStart()
-    options = TrainOptions(
-        backbone=str(tmp_path / "backbone"),
-        data_dir=str(tmp_path / "data"),
-        output_dir=str(tmp_path / "run"),
-        epochs=1,
-        warmup_epochs=0,
-        batch_size=4,
-        image_size=32,
+    options = tiny_training_options(
+        tmp_path,
+        train_per_class=3,
+        val_per_class=1,
         num_agnostic_prompts=4,
         agnostic_prompt_init=init,
         extra={"save_strategy": "no", "load_best_model_at_end": False},

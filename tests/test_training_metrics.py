@@ -26,14 +26,13 @@ from modeling_promptcam.evaluation import (
 from modeling_promptcam.training import (
     CLASSIFICATION_ACCURACY_PATH,
     ClassificationMetrics,
-    TrainOptions,
     accuracy_metric,
     card_data,
     model_card,
     run_training,
     write_model_card,
 )
-from tests.helpers.training import write_image_folder, write_tiny_backbone
+from tests.helpers.training import tiny_training_options
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -262,18 +261,7 @@ def test_model_card_metadata_for_a_local_backbone_an_adapter_and_a_set_licence()
 
 # ------------------------------------------------------------------------------------------- through Trainer
 def test_training_reports_the_three_metrics_in_the_summary_and_the_card(tmp_path):
-    write_image_folder(tmp_path / "data", train_per_class=6, val_per_class=4)
-    write_tiny_backbone(tmp_path / "backbone")
-    options = TrainOptions(
-        backbone=str(tmp_path / "backbone"),
-        data_dir=str(tmp_path / "data"),
-        output_dir=str(tmp_path / "run"),
-        epochs=1,
-        warmup_epochs=0,
-        batch_size=8,
-        learning_rate=0.05,
-        image_size=32,
-    )
+    options = tiny_training_options(tmp_path, train_per_class=6, val_per_class=4, batch_size=8, learning_rate=0.05)
     summary = run_training(options)
     metrics = summary["validation_metrics"]
     assert set(metrics) == {"accuracy", "top5_accuracy", "mean_per_class_accuracy"}

@@ -34,6 +34,25 @@ def write_tiny_backbone(folder, seed: int = 0):
     return folder
 
 
+def tiny_training_options(root, train_per_class: int = 4, val_per_class: int = 2, **overrides):
+    """Write the easy image folder and the tiny backbone under `root`; `TrainOptions` for a one-epoch run on them at
+    32 px, batch 4, writing to `root/run` (`overrides` replace or add fields)."""
+    from modeling_promptcam.training import TrainOptions
+
+    write_image_folder(root / "data", train_per_class=train_per_class, val_per_class=val_per_class)
+    write_tiny_backbone(root / "backbone")
+    settings = dict(
+        backbone=str(root / "backbone"),
+        data_dir=str(root / "data"),
+        output_dir=str(root / "run"),
+        epochs=1,
+        warmup_epochs=0,
+        batch_size=4,
+        image_size=32,
+    )
+    return TrainOptions(**{**settings, **overrides})
+
+
 class EndOfTraining(TrainerCallback):
     """Observes a run the way a user would: the trainer state and the trained model when training ends."""
 
