@@ -462,6 +462,11 @@ def test_taxonomy_min_steps_raises_the_epochs_of_small_models_only(workspace, tm
     assert cli_main(flat) == 1
     assert "error: --taxonomy-min-steps applies to taxonomy training only" in capsys.readouterr().err
     assert not (tmp_path / "flat").exists()
+    # so is a taxonomy mode (level would otherwise be dropped without a word)
+    flat_mode = flat[: flat.index("--taxonomy-min-steps")] + ["--taxonomy-mode", "level"]
+    assert cli_main(flat_mode) == 1
+    assert "error: --taxonomy-mode level applies to taxonomy training only" in capsys.readouterr().err
+    assert not (tmp_path / "flat").exists()
 
 
 def test_train_command_bad_taxonomy_input(workspace, tmp_path, capsys):

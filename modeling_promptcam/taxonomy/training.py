@@ -24,7 +24,7 @@ import shutil
 
 from ..data.transforms import SAMPLE_ID
 from ..files import write_json_atomically
-from ..training.options import TrainOptions
+from ..training.options import DEFAULT_TAXONOMY_MODE, TrainOptions
 from ..training.trainer import (
     SUMMARY_FILE,
     check_output_writable,
@@ -167,7 +167,7 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
     options.recipe().validate()
     check_output_writable(options.output_dir)
     dataset, leaf_names, taxonomy = load_taxonomy_data(options)
-    mode = options.taxonomy_mode
+    mode = options.taxonomy_mode or DEFAULT_TAXONOMY_MODE
     units, skipped = plan_units(taxonomy, mode)
     for message in skipped:
         logger.warning("taxonomy: %s", message)
@@ -221,6 +221,7 @@ def run_taxonomy_training(options: TrainOptions, callbacks: list | None = None, 
             push_to_hub=None,
             taxonomy=None,  # each model is one flat run (its epochs already hold the step floor)
             taxonomy_min_steps=None,
+            taxonomy_mode=None,
             # one-vs-rest unless asked otherwise: under a softmax, one child of a two-child node can read a constant
             # and leave the decision to its sibling, and its top-ranked head then points at nothing (docs/taxonomy.md)
             classification_loss=options.classification_loss or TAXONOMY_CLASSIFICATION_LOSS,

@@ -11,6 +11,7 @@ from .recipe import AGNOSTIC_PROMPT_INITS, Recipe, load_preset
 
 # the two ways of training a taxonomy (docs/taxonomy.md): one model per node with two or more children, or per level
 TAXONOMY_MODES = ("node", "level")
+DEFAULT_TAXONOMY_MODE = "node"  # what a taxonomy run uses when --taxonomy-mode is not given
 
 
 def parse_levels(text: str) -> tuple[str, ...]:
@@ -159,12 +160,12 @@ class TrainOptions:
             "metavar": "FILE",
         },
     )
-    taxonomy_mode: str = field(
-        default="node",
+    taxonomy_mode: str | None = field(
+        default=None,
         metadata={
             "help": "with --taxonomy: node = one model per group with two or more children, trained on its images to "
             "tell its children apart (a key); level = one model per level, on all images relabelled to their group "
-            "at that level",
+            f"at that level (default: {DEFAULT_TAXONOMY_MODE})",
             "choices": TAXONOMY_MODES,
         },
     )
@@ -195,8 +196,13 @@ class TrainOptions:
         check_ranges(self)  # the metadata's ranges (modeling_promptcam/ranges.py), as the command line checks them
         if isinstance(self.levels, str):
             self.levels = parse_levels(self.levels)
-        if self.taxonomy_mode not in TAXONOMY_MODES:
+        if self.taxonomy_mode is not None and self.taxonomy_mode not in TAXONOMY_MODES:
             raise ValueError(f"taxonomy_mode must be one of {', '.join(TAXONOMY_MODES)}, got {self.taxonomy_mode!r}.")
+        if self.taxonomy_mode is not None and not self.trains_taxonomy:
+            raise ValueError(
+                f"--taxonomy-mode {self.taxonomy_mode} applies to taxonomy training only: add --taxonomy FILE (or "
+                "--levels with --dataset), or leave it out (a flat model has no taxonomy mode)."
+            )
         if self.taxonomy_min_steps is not None and not self.trains_taxonomy:
             raise ValueError(
                 "--taxonomy-min-steps applies to taxonomy training only: add --taxonomy FILE (or --levels with "
