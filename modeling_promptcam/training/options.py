@@ -198,16 +198,17 @@ class TrainOptions:
             self.levels = parse_levels(self.levels)
         if self.taxonomy_mode is not None and self.taxonomy_mode not in TAXONOMY_MODES:
             raise ValueError(f"taxonomy_mode must be one of {', '.join(TAXONOMY_MODES)}, got {self.taxonomy_mode!r}.")
-        if self.taxonomy_mode is not None and not self.trains_taxonomy:
-            raise ValueError(
-                f"--taxonomy-mode {self.taxonomy_mode} applies to taxonomy training only: add --taxonomy FILE (or "
-                "--levels with --dataset), or leave it out (a flat model has no taxonomy mode)."
-            )
-        if self.taxonomy_min_steps is not None and not self.trains_taxonomy:
-            raise ValueError(
-                "--taxonomy-min-steps applies to taxonomy training only: add --taxonomy FILE (or --levels with "
-                "--dataset), or leave it out (a flat model trains for --epochs)."
-            )
+        # taxonomy-only settings given to a flat run are refused, not ignored: (given, as named, why a flat run has none)
+        taxonomy_only = (
+            (self.taxonomy_mode, f"--taxonomy-mode {self.taxonomy_mode}", "a flat model has no taxonomy mode"),
+            (self.taxonomy_min_steps, "--taxonomy-min-steps", "a flat model trains for --epochs"),
+        )
+        for value, named, why in taxonomy_only:
+            if value is not None and not self.trains_taxonomy:
+                raise ValueError(
+                    f"{named} applies to taxonomy training only: add --taxonomy FILE (or --levels with --dataset), "
+                    f"or leave it out ({why})."
+                )
 
     @property
     def trains_taxonomy(self) -> bool:
